@@ -1,0 +1,108 @@
+"""Load an SDXL pipeline from a hub id, a local diffusers folder or a single checkpoint file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import StableDiffusionXLPipeline
+
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and in which precision the pipeline runs; the VAE stays fp32 on half-precision devices."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+
+def choose_placement(device: str | None = None, dtype: str | None = None) -> Placement:
+    """CUDA → bf16 (fp16 if bf16 is unsupported), MPS → fp16, CPU → fp32; explicit choices win."""
+    if device is None:
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    resolved = torch.device(device)
+    if dtype is not None:
+        names = {
+            "fp32": torch.float32,
+            "float32": torch.float32,
+            "fp16": torch.float16,
+            "float16": torch.float16,
+            "bf16": torch.bfloat16,
+            "bfloat16": torch.bfloat16,
+        }
+        if dtype not in names:
+            raise ValueError(f"dtype: unknown precision {dtype!r}; choose fp32, fp16 or bf16")
+        return Placement(resolved, names[dtype])
+    if resolved.type == "cuda":
+        return Placement(resolved, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    if resolved.type == "mps":
+        return Placement(resolved, torch.float16)
+    return Placement(resolved, torch.float32)
+
+
+def resolve_model(model: str) -> str:
+    """Map the named embedded models (`toy`) to their folders; anything else is returned as given."""
+    if model == "toy":
+        from transfer.toyworld import toy_sdxl_path
+
+        path = toy_sdxl_path()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"--model toy: the toy SDXL is not built ({path}); run `concept-transfer toyworld build`"
+            )
+        return str(path)
+    return model
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or model.endswith(SINGLE_FILE_SUFFIXES) or Path(model).exists()
+
+
+def load_sdxl(
+    model: str,
+    device: str | None = None,
+    dtype: str | None = None,
+    offload: bool = False,
+) -> StableDiffusionXLPipeline:
+    """Load SDXL from `model` (hub id, diffusers folder or single .safetensors/.ckpt file) and place it.
+
+    `offload=True` uses accelerate's model CPU offload on CUDA, for GPUs with little memory.
+    """
+    model = resolve_model(model)
+    placement = choose_placement(device, dtype)
+    path = Path(model).expanduser()
+    if _looks_like_path(model) and not path.exists():
+        raise FileNotFoundError(f"--model {model}: no such file or folder")
+    try:
+        if path.is_file():
+            if path.suffix not in SINGLE_FILE_SUFFIXES:
+                raise ValueError(f"--model {model}: a single-file checkpoint must be .safetensors or .ckpt")
+            pipe = StableDiffusionXLPipeline.from_single_file(str(path), torch_dtype=placement.dtype)
+        elif path.is_dir():
+            if not (path / "model_index.json").exists():
+                raise ValueError(
+                    f"--model {model}: folder has no model_index.json (not a diffusers pipeline)"
+                )
+            pipe = StableDiffusionXLPipeline.from_pretrained(str(path), torch_dtype=placement.dtype)
+        else:
+            pipe = StableDiffusionXLPipeline.from_pretrained(model, torch_dtype=placement.dtype)
+    except OSError as error:
+        raise ValueError(f"--model {model}: could not load an SDXL pipeline ({error})") from error
+    if placement.dtype != torch.float32:
+        # The SDXL VAE overflows in fp16; keep it in fp32 (the pipeline upcasts its input itself).
+        pipe.vae.to(dtype=torch.float32)
+    if offload and placement.device.type == "cuda":
+        pipe.enable_model_cpu_offload()
+    else:
+        pipe.to(placement.device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
