@@ -1,0 +1,268 @@
+"""The visual slider task (DESIGN §3): before/after pairs teach the slider a contrast.
+
+Per iteration, for a batch of pairs (A = before, B = after) with levels s, from cached VAE latents:
+    eps ~ N(0, I), t ~ U{0..T-1}, one of each per pair, shared by its two images
+    pred = slider UNet on [noisy(A, eps, t), noisy(B, eps, t)] at per-sample scales [-s, +s]  # one pass
+    loss = mean_pairs visual_slider_loss(pred_A, pred_B, eps)
+The `separate_passes` option runs the two signs as two passes, each with its own backward (the original
+procedure's structure); the loss and the gradients are the same.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDPMScheduler
+from torch import Tensor, nn
+
+from pair_datasets import Corpus
+from sliders.config import TrainSettings
+from sliders.lora import per_sample_scale
+from sliders.objectives import visual_slider_loss
+from sliders.prompts import PromptCache, PromptEmbedding, add_time_ids
+from sliders.text_slider import free_text_encoders
+from sliders.trainer import Backward, train_slider
+
+START_NOISE = 750  # recommended: slider off above this timestep (DESIGN §3 applying)
+SCALE_LIMIT = 3.0  # recommended scale range: +-max(3, the largest trained level)
+FLIP_P = 0.5  # paired augmentation: probability of mirroring a pair (both images together)
+LIST_SUMMARY = 8  # provenance lists longer than this are summarised (GAN corpora record thousands of seeds)
+
+
+@dataclass(frozen=True)
+class VisualSliderConfig:
+    """A visual slider: prompt, resolution, batch, augmentation, pass layout and the loop settings.
+
+    `prompt` conditions the pairs without a caption (captions win; the default is the empty prompt).
+    `resolution` is the side of the square training images (None: the corpus's resolution).
+    """
+
+    concept: str = ""
+    prompt: str = ""
+    resolution: int | None = None
+    batch_size: int = 1
+    augment: bool = False
+    separate_passes: bool = False
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def __post_init__(self) -> None:
+        if self.resolution is not None and (self.resolution < 16 or self.resolution % 8):
+            raise ValueError(f"resolution: must be a multiple of 8 and at least 16, got {self.resolution}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: must be at least 1, got {self.batch_size}")
+
+    def task_key(self) -> dict[str, Any]:
+        """The fields a resumed run must share with the run that wrote the checkpoint."""
+        return {"prompt": self.prompt, "resolution": self.resolution, "batch_size": self.batch_size,
+                "augment": self.augment, "separate_passes": self.separate_passes}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """One draw: pair indices, latents [B, C, h, w] (after any flip), shared noise, timesteps [B], levels [B]."""
+
+    indices: list[int]
+    before: Tensor
+    after: Tensor
+    noise: Tensor
+    timesteps: Tensor
+    levels: Tensor
+
+
+def summarize_provenance(provenance: dict) -> dict:
+    """The corpus provenance for a slider header: long lists replaced by their count, first and last item."""
+    summary: dict[str, Any] = {}
+    for key, value in provenance.items():
+        if isinstance(value, dict):
+            summary[key] = summarize_provenance(value)
+        elif isinstance(value, (list, tuple)) and len(value) > LIST_SUMMARY:
+            summary[key] = {"count": len(value), "first": value[0], "last": value[-1]}
+        else:
+            summary[key] = value
+    return summary
+
+
+def corpus_summary(corpus: Corpus, resolution: int) -> dict[str, Any]:
+    """Name, pair count, levels, captions and provenance of a corpus (metadata `concept_transfer.corpus`)."""
+    records = corpus.records()
+    return {
+        "name": corpus.info.name,
+        "pairs": len(records),
+        "levels": sorted({float(r.level) for r in records}),
+        "captioned": sum(1 for r in records if r.caption),
+        "corpus_resolution": corpus.info.resolution,
+        "training_resolution": resolution,
+        "provenance": json.dumps(summarize_provenance(corpus.info.provenance), sort_keys=True, default=str),
+    }
+
+
+def training_resolution(pipe, corpus: Corpus, resolution: int | None) -> int:
+    """The training side in pixels; it must map to a latent the UNet can halve at every level."""
+    size = int(resolution or corpus.info.resolution)
+    levels = len(pipe.unet.config.block_out_channels) - 1
+    multiple = pipe.vae_scale_factor * 2**levels
+    if size % multiple:
+        raise ValueError(
+            f"resolution {size}: must be a multiple of {multiple} for this model (set --resolution)"
+        )
+    return size
+
+
+class VisualSliderTask:
+    """The visual-slider objective on a pipeline's UNet, from a corpus's cached latents and cached prompts."""
+
+    def __init__(self, pipe, corpus: Corpus, config: VisualSliderConfig, *, progress: bool = False):
+        if not len(corpus):
+            raise ValueError(f"--pairs {corpus.root}: the corpus has no pairs")
+        prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
+        if prediction != "epsilon":
+            raise ValueError(
+                f"--model: visual sliders need an epsilon-prediction model, this one predicts {prediction!r}"
+            )
+        self.unet: nn.Module = pipe.unet
+        self.config, self.corpus = config, corpus
+        self.device, self.dtype = pipe.unet.device, pipe.unet.dtype
+        self.vae_scale = pipe.vae_scale_factor
+        self.resolution = training_resolution(pipe, corpus, config.resolution)
+        self.noise_scheduler = DDPMScheduler.from_config(dict(pipe.scheduler.config))
+        self.num_encoded = self._load_latents(pipe, progress)
+        self.captions = [r.caption or config.prompt for r in corpus.records()]
+        self.prompts = PromptCache(pipe, self.device, self.dtype)
+        self.prompts.encode_all(dict.fromkeys(self.captions))
+        self.order: list[int] = []  # this epoch's shuffled pair order
+        self.position = 0
+
+    def _load_latents(self, pipe, progress: bool) -> int:
+        """Encode stale images once (fp32 VAE) into the corpus cache; keep all latents on the CPU."""
+        from pair_datasets import LatentCache
+
+        cache = LatentCache(self.corpus, pipe.vae, self.resolution, dtype=torch.float32)
+        encoded = cache.ensure(progress=progress)
+        records = self.corpus.records()
+        self.before = torch.stack([cache.latent(r.before) for r in records])  # [N, C, h, w] fp32
+        self.after = torch.stack([cache.latent(r.after) for r in records])
+        self.levels = torch.tensor([float(r.level) for r in records])
+        return encoded
+
+    # --- data -------------------------------------------------------------------------------------
+    def next_indices(self, generator: torch.Generator) -> list[int]:
+        """The next `batch_size` pairs of a reshuffled-every-epoch order (every pair once per epoch)."""
+        indices = []
+        while len(indices) < self.config.batch_size:
+            if self.position >= len(self.order):
+                self.order = torch.randperm(len(self.levels), generator=generator).tolist()
+                self.position = 0
+            indices.append(self.order[self.position])
+            self.position += 1
+        return indices
+
+    def draw(self, generator: torch.Generator) -> PairBatch:
+        """Draw pairs, the paired flip, one noise and one timestep per pair (all from `generator`)."""
+        indices = self.next_indices(generator)
+        before, after = self.before[indices], self.after[indices]
+        if self.config.augment:
+            flip = (torch.rand(len(indices), generator=generator) < FLIP_P).view(-1, 1, 1, 1)
+            before = torch.where(flip, before.flip(-1), before)  # the same flip for both images of a pair
+            after = torch.where(flip, after.flip(-1), after)
+        noise = torch.randn(before.shape, generator=generator)
+        steps = self.noise_scheduler.config.num_train_timesteps
+        timesteps = torch.randint(0, steps, (len(indices),), generator=generator)
+        return PairBatch(indices, before, after, noise, timesteps, self.levels[indices])
+
+    def noisy(self, latents: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
+        """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, in fp32, then in the UNet's dtype."""
+        return self.noise_scheduler.add_noise(latents, noise, timesteps).to(self.dtype)
+
+    # --- UNet calls -------------------------------------------------------------------------------
+    def predict(self, model: nn.Module, x: Tensor, t: Tensor, cond: PromptEmbedding) -> Tensor:
+        """The UNet's noise prediction for latents x [B, 4, h, w] at timesteps t [B] under `cond` [B, ...]."""
+        batch, (h, w) = x.shape[0], x.shape[-2:]
+        time_ids = add_time_ids(h * self.vae_scale, w * self.vae_scale, batch, x.device, x.dtype)
+        added = {"text_embeds": cond.pooled, "time_ids": time_ids}
+        return model(x, t, encoder_hidden_states=cond.embeds, added_cond_kwargs=added).sample
+
+    def batch_loss(self, model: nn.Module, batch: PairBatch, backward: Backward) -> Tensor:
+        """The visual loss of a drawn batch (mean over pairs); calls `backward` and returns it detached."""
+        device = self.device
+        noise, t = batch.noise.to(device), batch.timesteps.to(device)
+        x_a = self.noisy(batch.before.to(device), noise, t)
+        x_b = self.noisy(batch.after.to(device), noise, t)
+        captions = [self.captions[i] for i in batch.indices]
+        levels = batch.levels.to(device)
+        if self.config.separate_passes:
+            return self._separate(model, (x_a, x_b), noise, t, captions, levels, backward)
+        cond = self.prompts.batch(captions + captions)
+        with per_sample_scale(self.unet, torch.cat([-levels, levels])):
+            pred = self.predict(model, torch.cat([x_a, x_b]), torch.cat([t, t]), cond)
+            pred_a, pred_b = pred.chunk(2)
+            loss = visual_slider_loss(pred_a, pred_b, noise).mean()
+            backward(loss)  # inside: a checkpointed forward recomputes with the same scales
+        return loss.detach()
+
+    def _separate(self, model, latents, noise, t, captions, levels, backward) -> Tensor:
+        # Before at -s, then after at +s, one backward each: sum of the two terms of visual_slider_loss.
+        cond = self.prompts.batch(captions)
+        total = torch.zeros((), device=noise.device)
+        for x, sign in zip(latents, (-1.0, 1.0)):
+            with per_sample_scale(self.unet, sign * levels):
+                pred = self.predict(model, x, t, cond)
+                loss = (pred.float() - noise.float()).pow(2).flatten(1).mean(dim=1).mean()
+                backward(loss)
+            total += loss.detach()
+        return total
+
+    def compute_loss(self, model: nn.Module, generator: torch.Generator, backward: Backward) -> Tensor:
+        """One iteration of the visual-slider objective; calls `backward(loss)` and returns the loss."""
+        return self.batch_loss(model, self.draw(generator), backward)
+
+    # --- resume and metadata ----------------------------------------------------------------------
+    def settings_key(self) -> dict[str, Any]:
+        """The task settings as they take effect (the resolution resolved against the corpus)."""
+        return {**self.config.task_key(), "resolution": self.resolution}
+
+    def state_dict(self) -> dict:
+        """The epoch order and position (the generator and weights are the loop's), and our settings."""
+        return {"order": list(self.order), "position": self.position, "config": self.settings_key(),
+                "pairs": len(self.levels)}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()`; a checkpoint of other task settings or another corpus size is refused."""
+        if state.get("config") != self.settings_key():
+            raise ValueError(
+                f"--resume: checkpoint was written with other visual settings {state.get('config')}"
+            )
+        if state.get("pairs") != len(self.levels):
+            raise ValueError(
+                f"--resume: checkpoint was written for {state.get('pairs')} pairs, the corpus has {len(self.levels)}"
+            )
+        self.order = [int(i) for i in state["order"]]
+        self.position = int(state["position"])
+
+    def metadata_fields(self) -> dict[str, Any]:
+        """Kind, concept, corpus summary and recommendations for the slider file header."""
+        limit = max(SCALE_LIMIT, float(self.levels.max()))
+        return {
+            "kind": "visual",
+            "concept": self.config.concept or self.corpus.info.name,
+            "corpus": corpus_summary(self.corpus, self.resolution),
+            "start_noise": START_NOISE,
+            "scale_range": (-limit, limit),
+            "extra": {
+                **self.settings_key(),
+                "rank": self.config.train.rank,
+                "alpha": self.config.train.alpha,
+            },
+        }
+
+
+def train_visual_slider(pipe, corpus: Corpus, config: VisualSliderConfig, out: str | Path, *, base_model: str,
+                        resume: bool = False, on_step_end=None, show_progress: bool = True) -> Path:  # fmt: skip
+    """Train a visual slider on `pipe`'s UNet from `corpus` and save it to `out`; returns the path."""
+    task = VisualSliderTask(pipe, corpus, config, progress=show_progress)
+    free_text_encoders(pipe)  # latents and prompts are cached: the VAE and text encoders can leave the GPU
+    return train_slider(task, config.train, out, base_model=base_model, resume=resume,
+                        on_step_end=on_step_end, show_progress=show_progress)  # fmt: skip
