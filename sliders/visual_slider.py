@@ -245,8 +245,10 @@ class VisualSliderTask:
     def metadata_fields(self) -> dict[str, Any]:
         """Kind, concept, corpus summary and recommendations for the slider file header."""
         limit = max(SCALE_LIMIT, float(self.levels.max()))
+        # A corpus mined from a GAN's style space makes a transferred ("gan") slider (DESIGN §4).
+        from_gan = self.corpus.info.provenance.get("source") == "stylegan3"
         return {
-            "kind": "visual",
+            "kind": "gan" if from_gan else "visual",
             "concept": self.config.concept or self.corpus.info.name,
             "corpus": corpus_summary(self.corpus, self.resolution),
             "start_noise": START_NOISE,

@@ -1,0 +1,94 @@
+"""`concept-transfer train visual` end to end on the tiny SDXL, from a corpus made by `pairs ingest`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import safetensors
+import safetensors.torch
+import torch
+from PIL import Image
+
+from transfer.cli import main
+
+RES = 32
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """Three before/after pairs drawn with PIL (after = a brighter square), ingested by the CLI."""
+    src = tmp_path / "art"
+    for folder in ("before", "after"):
+        (src / folder).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        base = rng.integers(0, 120, (40, 40, 3)).astype(np.uint8)
+        Image.fromarray(base).save(src / "before" / f"img{i}.png")
+        base[10:30, 10:30] = 250
+        Image.fromarray(base).save(src / "after" / f"img{i}.png")
+    out = tmp_path / "corpus"
+    assert main(["pairs", "ingest", str(src), "--out", str(out), "--layout", "stems",
+                 "--resolution", str(RES)]) == 0  # fmt: skip
+    return out
+
+
+def _train(tiny_sdxl_path, corpus, out, *extra: str) -> int:
+    argv = ["train", "visual", "--model", str(tiny_sdxl_path), "--pairs", str(corpus), "--out", str(out),
+            "--device", "cpu", "--lr", "1e-2", "--quiet", *extra]  # fmt: skip
+    return main(argv)
+
+
+def test_cli_trains_a_visual_slider_that_diffusers_loads(tiny_sdxl_path, corpus, tmp_path, capsys):
+    from diffusers import StableDiffusionXLPipeline
+
+    out = tmp_path / "brighter.safetensors"
+    assert _train(tiny_sdxl_path, corpus, out, "--steps", "3", "--batch-size", "2", "--augment") == 0
+    assert f"slider: {out}" in capsys.readouterr().out
+    assert (tmp_path / "brighter.loss.png").is_file()
+    with safetensors.safe_open(str(out), "pt") as handle:
+        meta = handle.metadata()
+    assert meta["concept_transfer.kind"] == "visual"
+    assert meta["concept_transfer.concept"] == "corpus"  # the corpus name (its folder name)
+    summary = json.loads(meta["concept_transfer.corpus"])
+    assert summary["name"] == "corpus" and summary["pairs"] == 3 and summary["levels"] == [1.0]
+    assert isinstance(json.loads(summary["provenance"]), dict)
+    assert meta["concept_transfer.steps"] == "3"
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl_path))
+    unet = pipe.unet
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    cond = {"encoder_hidden_states": torch.zeros(1, 77, unet.config.cross_attention_dim),
+            "added_cond_kwargs": {"text_embeds": torch.zeros(1, 32), "time_ids": torch.zeros(1, 6)}}  # fmt: skip
+    with torch.no_grad():
+        base = unet(x, 500, **cond).sample
+        pipe.load_lora_weights(str(out), adapter_name="brighter")
+        pipe.set_adapters(["brighter"], [3.0])
+        slid = unet(x, 500, **cond).sample
+    assert (slid - base).abs().max() > 1e-4
+
+
+def test_cli_resume_is_exact(tiny_sdxl_path, corpus, tmp_path):
+    straight = tmp_path / "straight.safetensors"
+    assert _train(tiny_sdxl_path, corpus, straight, "--steps", "4", "--batch-size", "2") == 0
+    resumed = tmp_path / "resumed.safetensors"
+    assert _train(tiny_sdxl_path, corpus, resumed, "--steps", "2", "--batch-size", "2",
+                  "--checkpoint-every", "2") == 0  # fmt: skip
+    assert _train(tiny_sdxl_path, corpus, resumed, "--steps", "4", "--batch-size", "2",
+                  "--checkpoint-every", "2", "--resume") == 0  # fmt: skip
+    a = safetensors.torch.load_file(straight)
+    b = safetensors.torch.load_file(resumed)
+    assert a.keys() == b.keys()
+    assert any(t.abs().sum() > 0 for k, t in a.items() if "lora_up" in k)  # it trained
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_cli_errors_name_the_input(tiny_sdxl_path, corpus, tmp_path, capsys):
+    assert _train(tiny_sdxl_path, tmp_path / "nowhere", tmp_path / "s.safetensors", "--steps", "1") == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert _train(tiny_sdxl_path, corpus, tmp_path / "s.pt", "--steps", "1") == 2
+    assert "--out" in capsys.readouterr().err
+    assert _train(tiny_sdxl_path, corpus, tmp_path / "s.safetensors", "--batch-size", "0") == 2
+    assert "batch_size" in capsys.readouterr().err

@@ -1,0 +1,119 @@
+"""`concept-transfer mine`: StyleGAN3 style edit -> before/after pair corpus (issue 4 §5).
+
+Also holds the generator arguments that `directions` shares (`--gan`, `--device`, style statistics).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from torch import nn
+
+from stylegan_bridge.mining import (
+    MiningConfig,
+    channel_source,
+    direction_source,
+    gan_source,
+    load_gan,
+    mine,
+    parse_levels,
+)
+from stylegan_bridge.style_space import StyleStats, style_stats
+
+
+def gan_aliases() -> dict[str, Path]:
+    """Names `--gan` accepts besides paths (the toy world's generator joins here once it ships)."""
+    return {}
+
+
+def add_gan_arguments(parser: argparse.ArgumentParser) -> None:
+    """--gan, --device and the style-statistics options shared by `mine` and `directions`."""
+    parser.add_argument(
+        "--gan", required=True, help="generator: NVlabs .pkl, our .safetensors/.pt export, or a name"
+    )
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--backend",
+        choices=("ours", "nvlabs"),
+        default="ours",
+        help="nvlabs: NVlabs' own code and CUDA kernels (executes code from the pickle; needs $STYLEGAN3_DIR)",
+    )
+    parser.add_argument(
+        "--stats-samples", type=int, default=100_000, help="samples for per-channel std (100000)"
+    )
+    parser.add_argument("--stats-psi", type=float, default=1.0, help="truncation psi of the statistics (1.0)")
+    parser.add_argument(
+        "--stats-cache", type=Path, help="statistics cache folder (default: ~/.cache/concept-transfer)"
+    )
+
+
+def gan_from_args(args: argparse.Namespace) -> tuple[nn.Module, Path]:
+    """Load the generator named by --gan onto --device."""
+    return load_gan(args.gan, device=args.device, aliases=gan_aliases(), backend=args.backend)
+
+
+def stats_from_args(G: nn.Module, args: argparse.Namespace) -> StyleStats:
+    """Per-channel style statistics of G (cached), as the --stats-* options ask."""
+    return style_stats(G, num_samples=args.stats_samples, psi=args.stats_psi, cache_dir=args.stats_cache)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `mine`."""
+    p = subparsers.add_parser(
+        "mine",
+        help="render before/after pairs of a style channel or direction into a pair corpus",
+        description="Render pairs from seeds seed..seed+N-1: before = the unedited image (or -delta with "
+        "--symmetric), after = +delta*level. Channel deltas are in units of the channel's std. Re-running "
+        "with the same settings resumes: pairs already in the corpus are kept, not re-rendered.",
+    )
+    add_gan_arguments(p)
+    p.add_argument(
+        "--layer", help="style layer: index (0 = first layer after input), L4 or NVlabs name L4_84_512"
+    )
+    p.add_argument("--channel", type=int, help="style channel of --layer")
+    p.add_argument("--direction", type=Path, help="direction file from `concept-transfer directions`")
+    p.add_argument("--index", type=int, default=0, help="which direction of --direction (0 = best)")
+    p.add_argument("--pairs", type=int, required=True, help="number of seeds; each gives one pair per level")
+    p.add_argument("--out", type=Path, required=True, help="corpus folder (created, or resumed if it exists)")
+    p.add_argument("--delta", type=float, default=5.0, help="edit strength at level 1 (5)")
+    p.add_argument("--levels", default="1", help="comma-separated levels; level k uses delta*k (1)")
+    p.add_argument("--truncation", type=float, default=0.7, help="truncation psi of the seeds (0.7)")
+    p.add_argument("--truncation-cutoff", type=int, help="truncate only the first N ws (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (0)")
+    p.add_argument("--resolution", type=int, help="corpus image size (default: the generator's)")
+    p.add_argument("--batch", type=int, default=8, help="seeds per forward pass (8)")
+    p.add_argument("--symmetric", action="store_true", help="before = -delta instead of the unedited image")
+    p.add_argument("--name", help="corpus name (default: the --out folder name)")
+    p.set_defaults(func=run_mine)
+
+
+def run_mine(args: argparse.Namespace) -> int:
+    """Load the generator, build the edit, mine the pairs, print where they are."""
+    by_channel = args.layer is not None or args.channel is not None
+    if by_channel == (args.direction is not None) or (
+        by_channel and (args.layer is None or args.channel is None)
+    ):
+        raise ValueError("give either --layer and --channel, or --direction")
+    config = MiningConfig(
+        pairs=args.pairs,
+        delta=args.delta,
+        levels=parse_levels(args.levels),
+        psi=args.truncation,
+        cutoff=args.truncation_cutoff,
+        seed=args.seed,
+        resolution=args.resolution,
+        batch=args.batch,
+        symmetric=args.symmetric,
+    )
+    G, path = gan_from_args(args)
+    if by_channel:
+        edit, edit_provenance = channel_source(G, args.layer, args.channel, stats_from_args(G, args))
+    else:
+        edit, edit_provenance = direction_source(
+            G, args.direction, args.index, lambda: stats_from_args(G, args)
+        )
+    report = mine(G, edit, args.out, config, gan_source(G, path, edit_provenance), name=args.name)
+    print(f"corpus: {report.root} ({report.written} pairs written, {report.kept} kept from before)")
+    print(f"contact sheet (before above after): {report.sheet}")
+    return 0
