@@ -12,7 +12,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from pair_datasets.atomic import atomic_write_bytes
 from pair_datasets.images import to_rgb
 
 MANIFEST = "manifest.jsonl"
@@ -204,18 +204,6 @@ def png_size(data: bytes, what: str) -> tuple[int, int]:
             return image.size
     except (OSError, SyntaxError) as error:
         raise ValueError(f"{what}: not readable PNG bytes ({error})") from None
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Corpus:

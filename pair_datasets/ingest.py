@@ -20,7 +20,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pair_datasets.corpus import Corpus, CorpusInfo, atomic_write_bytes, encode_png
+from pair_datasets.atomic import atomic_write_bytes
+from pair_datasets.corpus import Corpus, CorpusInfo, encode_png
 from pair_datasets.images import (
     DEFAULT_MAX_ASPECT_DIFF,
     DEFAULT_MAX_PIXELS,

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from pair_datasets.atomic import atomic_save
 from pair_datasets.corpus import Corpus
 from pair_datasets.images import center_square, to_rgb
 
@@ -201,14 +200,7 @@ class LatentCache:
             "hashes": json.dumps({p: self._hashes[p] for p in keep}, sort_keys=True),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".tmp")
-        os.close(handle)
-        try:
-            save_file(tensors, tmp, metadata=meta)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_save(self.path, lambda tmp: save_file(tensors, tmp, metadata=meta))
         self._dirty = False
         return self.path
 

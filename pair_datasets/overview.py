@@ -7,7 +7,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
-from pair_datasets.corpus import Corpus, atomic_write_bytes
+from pair_datasets.atomic import atomic_write_bytes
+from pair_datasets.corpus import Corpus
 
 THUMB = 128
 LABEL_HEIGHT = 14

@@ -7,12 +7,13 @@ converted accordingly).
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from pair_datasets.atomic import atomic_save
 
 CHECKPOINT_FORMAT = 1
 
@@ -55,12 +56,8 @@ def restore_rng(state: dict, generator: torch.Generator) -> None:
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write `state` (see `trainer`) atomically: a temp file in the same folder, then os.replace."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    document = {"format": CHECKPOINT_FORMAT, **state}
+    atomic_save(path, lambda tmp: torch.save(document, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -183,7 +183,7 @@ class TextSliderConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self) -> None:
-        from sliders.sampling import SCHEDULES
+        from sliders.schedules import SCHEDULES
 
         if not self.prompts:
             raise ValueError("prompts: at least one prompt entry is needed")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from pair_datasets.atomic import atomic_save, atomic_write_text
 
 
 def loss_paths(out: str | Path) -> tuple[Path, Path]:
@@ -12,17 +13,11 @@ def loss_paths(out: str | Path) -> tuple[Path, Path]:
     return out.with_name(out.stem + ".loss.csv"), out.with_name(out.stem + ".loss.png")
 
 
-def _atomic_tmp(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
-
 def write_loss_csv(path: str | Path, losses: list[float]) -> None:
     """Write `step,loss` rows (steps from 1), atomically."""
     path = Path(path)
-    tmp = _atomic_tmp(path)
     lines = ["step,loss"] + [f"{i},{loss:.8g}" for i, loss in enumerate(losses, start=1)]
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def plot_loss(path: str | Path, losses: list[float], title: str = "slider training loss") -> None:
@@ -45,7 +40,7 @@ def plot_loss(path: str | Path, losses: list[float], title: str = "slider traini
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    tmp = _atomic_tmp(path)
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_save(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)

@@ -27,6 +27,9 @@ import torch
 from diffusers import DDIMScheduler
 from torch import Tensor
 
+# Re-exported: the schedule table lives in a torch-free module for the command line.
+from sliders.schedules import DEFAULT_SCHEDULE, SCHEDULES, ScheduleSpec  # noqa: F401
+
 Denoise = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -36,28 +39,6 @@ class NoisyLatent:
 
     latents: Tensor
     timestep: Tensor
-
-
-@dataclass(frozen=True)
-class ScheduleSpec:
-    """How x_t is obtained; `separate_passes` also makes the frozen predictions unbatched, as the original."""
-
-    name: str
-    sampling_steps: int
-    reuse: int = 1
-    pool: bool = False
-    jitter: bool = False
-    separate_passes: bool = False
-    reference_timesteps: bool = False
-
-
-SCHEDULES: dict[str, ScheduleSpec] = {
-    "reference": ScheduleSpec("reference", 50, separate_passes=True, reference_timesteps=True),
-    "fresh10": ScheduleSpec("fresh10", 10),
-    "pool50": ScheduleSpec("pool50", 50, reuse=10, pool=True),
-    "fast": ScheduleSpec("fast", 10, reuse=4, pool=True, jitter=True),
-}
-DEFAULT_SCHEDULE = "fast"
 
 
 def ddim_scheduler(scheduler_config: dict, steps: int) -> DDIMScheduler:

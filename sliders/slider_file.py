@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -21,6 +19,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from pair_datasets.atomic import atomic_write_bytes
 from sliders.lora import DEFAULT_ADAPTER, lora_config_for, lora_layers
 from sliders.lora_formats import (
     fill_kohya_alphas,
@@ -192,23 +191,9 @@ def save_slider(
         # Alpha stays fp32 whatever the weights' dtype: fp16 would round e.g. 0.3.
         tensors[stem + ".alpha"] = torch.tensor(float(f.alpha), dtype=torch.float32)
     header = {**KOHYA_DEFAULTS, KEY_FORMAT: FORMAT_VERSION, **metadata, **_network_fields(factors)}
-    _write_atomically(path, safetensors.torch.save(tensors, metadata=header))
-    return path
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write bytes to a temp file beside `path`, fsync, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, safetensors.torch.save(tensors, metadata=header))
+    return path
 
 
 def fit_to_module(

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from pair_datasets.atomic import atomic_save
 from stylegan_bridge.edits import Edit, channel_edit, w_edit
 from stylegan_bridge.style_space import StyleStats, generator_fingerprint, style_layers
 
@@ -127,15 +126,7 @@ def save_directions(path: Path, data: DirectionFile) -> Path:
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_save(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_directions(path: Path) -> DirectionFile:

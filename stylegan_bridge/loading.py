@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import safetensors
@@ -20,6 +19,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from pair_datasets.atomic import atomic_save
 from stylegan_bridge.config import GeneratorConfig
 from stylegan_bridge.networks import Generator
 from stylegan_bridge.pickle_loader import build_generator, load_nvlabs_pickle
@@ -66,19 +66,11 @@ def export_generator(G: Generator, path: str | Path) -> Path:
     if suffix not in (".safetensors", ".pt", ".pth"):
         raise ValueError(f"{path}: export format must be .safetensors or .pt, got {suffix!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        if suffix == ".safetensors":
-            metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": G.config.to_json()}
-            safetensors.torch.save_file(state, tmp, metadata=metadata)
-        else:
-            torch.save({"format": FORMAT_NAME, "config": G.config.to_init_kwargs(), "state_dict": state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    if suffix == ".safetensors":
+        metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": G.config.to_json()}
+        return atomic_save(path, lambda tmp: safetensors.torch.save_file(state, tmp, metadata=metadata))
+    document = {"format": FORMAT_NAME, "config": G.config.to_init_kwargs(), "state_dict": state}
+    return atomic_save(path, lambda tmp: torch.save(document, tmp))
 
 
 def _load_safetensors(path: Path) -> Generator:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
+from pair_datasets.atomic import atomic_write
 from stylegan_bridge.edits import Edit, render
 from stylegan_bridge.style_space import to_pil, ws_from_seeds
 
@@ -61,12 +60,6 @@ def save_png_atomic(image: Image.Image, path: Path) -> Path:
     """Save `image` as PNG through a temporary file in the same folder; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            image.save(out, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as out:
+        image.save(out, format="PNG")
     return path

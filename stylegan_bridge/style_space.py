@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from pair_datasets.atomic import atomic_save
 
 STATS_VERSION = 1
 CACHE_ENV = "CONCEPT_TRANSFER_CACHE"
@@ -297,14 +298,8 @@ def write_stats(path: Path, stats: StyleStats) -> None:
     tensors = {f"mean.{k}": v.contiguous() for k, v in stats.mean.items()}
     tensors.update({f"std.{k}": v.contiguous() for k, v in stats.std.items()})
     key = _stats_key(stats.fingerprint, stats.num_samples, stats.psi, stats.cutoff, stats.seed)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, tmp, metadata={"concept_transfer.stylestats": json.dumps(key, sort_keys=True)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    metadata = {"concept_transfer.stylestats": json.dumps(key, sort_keys=True)}
+    atomic_save(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def _read_stats(path: Path, key: Mapping[str, object]) -> StyleStats | None:

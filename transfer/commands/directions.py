@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from stylegan_bridge.direction_file import DirectionFile, generator_summary, save_directions
-from stylegan_bridge.directions import (
-    box_mask,
-    call_scores,
-    labels_from_scores,
-    load_callable,
-    load_mask,
-    parse_box,
-    pca_directions,
-    rank_channels,
-    read_label_csv,
-    svm_direction,
-)
-from stylegan_bridge.edits import render
-from stylegan_bridge.preview import edit_grid
-from stylegan_bridge.style_space import ws_from_seeds
+# transfer.commands.mine is torch-free at import time; numpy, torch and the bridge load when a command runs.
 from transfer.commands.mine import add_gan_arguments, gan_from_args, stats_from_args
+
+if TYPE_CHECKING:
+    from stylegan_bridge.direction_file import DirectionFile
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -100,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_channels(args: argparse.Namespace) -> int:
     """Rank channels, write the top ones and the preview."""
+    from stylegan_bridge.direction_file import DirectionFile, generator_summary
+    from stylegan_bridge.directions import box_mask, load_callable, load_mask, parse_box, rank_channels
+
     if sum(x is not None for x in (args.box, args.mask, args.score)) != 1:
         raise ValueError("give exactly one of --box, --mask or --score")
     G, _ = gan_from_args(args)
@@ -132,6 +121,9 @@ def run_channels(args: argparse.Namespace) -> int:
 
 def run_pca(args: argparse.Namespace) -> int:
     """PCA of sampled w, written as w directions."""
+    from stylegan_bridge.direction_file import DirectionFile, generator_summary
+    from stylegan_bridge.directions import pca_directions
+
     G, _ = gan_from_args(args)
     found = pca_directions(G, args.samples, args.components, args.seed, args.truncation)
     details = {"samples": args.samples, "seed": args.seed, "psi": args.truncation}
@@ -140,6 +132,20 @@ def run_pca(args: argparse.Namespace) -> int:
 
 def run_svm(args: argparse.Namespace) -> int:
     """Fit a boundary from CSV labels or a scoring function; print the held-out accuracy."""
+    import numpy as np
+    import torch
+
+    from stylegan_bridge.direction_file import DirectionFile, generator_summary
+    from stylegan_bridge.directions import (
+        call_scores,
+        labels_from_scores,
+        load_callable,
+        read_label_csv,
+        svm_direction,
+    )
+    from stylegan_bridge.edits import render
+    from stylegan_bridge.style_space import ws_from_seeds
+
     if (args.labels is None) == (args.score is None):
         raise ValueError("give exactly one of --labels or --score")
     G, _ = gan_from_args(args)
@@ -174,6 +180,9 @@ def run_svm(args: argparse.Namespace) -> int:
 
 def _finish(args: argparse.Namespace, G, data: DirectionFile, stats=None) -> int:
     """Write the file and the preview grid; print the ranking."""
+    from stylegan_bridge.direction_file import save_directions
+    from stylegan_bridge.preview import edit_grid
+
     path = save_directions(args.out, data)
     for rank, direction in enumerate(data.directions[: max(args.preview_rows, 10)]):
         print(f"{rank:3d}  {direction.name:24s}  score {direction.score:.4g}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stylegan_bridge.loading import export_generator, load_generator
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `gan` subcommand group (`gan export`)."""
@@ -28,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     """Load `args.source` safely and write it to `args.out`."""
+    from stylegan_bridge.loading import export_generator, load_generator  # torch: only when run
+
     if args.out.suffix.lower() not in (".safetensors", ".pt", ".pth"):
         raise ValueError(f"--out {args.out}: expected a .safetensors or .pt file name")
     if args.out.exists() and not args.force:

@@ -7,19 +7,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # torch loads only when a command runs, not to build the parser
+    from torch import nn
 
-from stylegan_bridge.mining import (
-    MiningConfig,
-    channel_source,
-    direction_source,
-    gan_source,
-    load_gan,
-    mine,
-    parse_levels,
-)
-from stylegan_bridge.style_space import StyleStats, style_stats
+    from stylegan_bridge.style_space import StyleStats
 
 
 def gan_aliases() -> dict[str, Path]:
@@ -50,11 +43,15 @@ def add_gan_arguments(parser: argparse.ArgumentParser) -> None:
 
 def gan_from_args(args: argparse.Namespace) -> tuple[nn.Module, Path]:
     """Load the generator named by --gan onto --device."""
+    from stylegan_bridge.mining import load_gan
+
     return load_gan(args.gan, device=args.device, aliases=gan_aliases(), backend=args.backend)
 
 
 def stats_from_args(G: nn.Module, args: argparse.Namespace) -> StyleStats:
     """Per-channel style statistics of G (cached), as the --stats-* options ask."""
+    from stylegan_bridge.style_space import style_stats
+
     return style_stats(G, num_samples=args.stats_samples, psi=args.stats_psi, cache_dir=args.stats_cache)
 
 
@@ -90,6 +87,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_mine(args: argparse.Namespace) -> int:
     """Load the generator, build the edit, mine the pairs, print where they are."""
+    from stylegan_bridge.mining import (
+        MiningConfig,
+        channel_source,
+        direction_source,
+        gan_source,
+        mine,
+        parse_levels,
+    )
+
     by_channel = args.layer is not None or args.channel is not None
     if by_channel == (args.direction is not None) or (
         by_channel and (args.layer is None or args.channel is None)

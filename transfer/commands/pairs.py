@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from pair_datasets import Corpus, IngestOptions, contact_sheet, ingest, summarize, validate_corpus
+# pair_datasets needs no torch (Pillow, numpy, tqdm only), so its constants are cheap to import here.
 from pair_datasets.images import DEFAULT_MAX_ASPECT_DIFF, DEFAULT_MAX_PIXELS
 from pair_datasets.layouts import LAYOUTS, parse_scales
 
@@ -75,6 +75,8 @@ def _parse_names(text: str) -> tuple[str, ...]:
 
 def run_ingest(args: argparse.Namespace) -> int:
     """Ingest SRC into a new corpus and print the summary."""
+    from pair_datasets import IngestOptions, ingest
+
     options = IngestOptions(
         layout=args.layout,
         before=args.before,
@@ -95,6 +97,8 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     """Print name, resolution, pair count and levels; write the contact sheet."""
+    from pair_datasets import Corpus, contact_sheet, summarize
+
     corpus = Corpus.open(args.corpus)
     info = summarize(corpus)
     print(f"corpus: {corpus.root} ({info['name']}, {info['resolution']}x{info['resolution']})")
@@ -112,6 +116,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Print every problem and exit 1, or print `ok: N pairs` and exit 0."""
+    from pair_datasets import Corpus, validate_corpus
+
     problems = validate_corpus(args.corpus)
     if problems:
         for problem in problems:

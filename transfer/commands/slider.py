@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sliders.slider_file import SliderFile, load_slider
+if TYPE_CHECKING:  # torch and peft load only when a command runs, not to build the parser
+    from sliders.slider_file import SliderFile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,5 +54,7 @@ def describe(slider: SliderFile) -> list[str]:
 
 def run_info(args: argparse.Namespace) -> int:
     """Print the description of one slider file."""
+    from sliders.slider_file import load_slider
+
     print("\n".join(describe(load_slider(args.file))))
     return 0

@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sliders.config import PromptEntry, TextSliderConfig, load_text_config
-from sliders.sampling import DEFAULT_SCHEDULE, SCHEDULES
+# Only torch-free modules at import time: building the parser must stay fast (`--help`).
+from sliders.schedules import DEFAULT_SCHEDULE, SCHEDULES
+
+if TYPE_CHECKING:
+    from sliders.config import PromptEntry, TextSliderConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,6 +94,8 @@ def register_text(kinds: argparse._SubParsersAction) -> None:
 
 
 def _prompt_entry(args: argparse.Namespace) -> PromptEntry:
+    from sliders.config import PromptEntry
+
     if args.positive is None or args.negative is None:
         raise ValueError("--target needs --positive and --negative")
     return PromptEntry(
@@ -115,6 +121,8 @@ def _with_entry_overrides(config: TextSliderConfig, args: argparse.Namespace) ->
 
 def text_config_from_args(args: argparse.Namespace) -> TextSliderConfig:
     """The `TextSliderConfig` of a `train text` command line: file or preset, then the flags given."""
+    from sliders.config import TextSliderConfig, load_text_config
+
     if args.config is not None:
         config = load_text_config(args.config)
     elif args.preset is not None:
