@@ -14,6 +14,14 @@ from transfer.errors import USER_ERRORS
 COMMAND_MODULES = [
     "transfer.commands.train",
     "transfer.commands.slider",
+    "transfer.commands.pairs",
+    "transfer.commands.toyworld",
+    "transfer.commands.apply",
+    "transfer.commands.gan",
+    "transfer.commands.directions",
+    "transfer.commands.mine",
+    "transfer.commands.transfer_cmd",
+    "transfer.commands.demo",
 ]
 
 

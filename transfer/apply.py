@@ -1,0 +1,155 @@
+"""Render one image with sliders at signed scales behind the gate: from noise, or as an edit of a picture.
+
+`render` is the unit a sweep repeats: set the composition's scales, plan the run's timesteps, gate the
+sliders with `SliderGate` (a `callback_on_step_end`), sample. Loading is separate (`load_sliders`,
+`img2img_pipeline`) so a sweep loads everything once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+from PIL import Image
+
+from transfer.compose import Composition
+from transfer.gate import GateSpec, SliderGate, planned_timesteps
+
+DEFAULT_SCALE = 1.0
+
+
+@dataclass(frozen=True)
+class SliderSpec:
+    """A slider file and its signed scale, as given on the command line (`FILE[:SCALE]`)."""
+
+    path: Path
+    scale: float = DEFAULT_SCALE
+
+
+def parse_slider_spec(spec: str) -> SliderSpec:
+    """Parse `FILE[:SCALE]`: the scale is the last ':'-part when it reads as a number, else 1.
+
+    A path that itself contains ':' works; if the whole spec names an existing file and the shorter
+    path does not, the whole spec is the path.
+    """
+    if not spec:
+        raise ValueError("--slider: empty slider spec")
+    path, sep, tail = spec.rpartition(":")
+    if sep and path:
+        try:
+            scale = float(tail)
+        except ValueError:
+            return SliderSpec(Path(spec))
+        if Path(spec).is_file() and not Path(path).exists():
+            return SliderSpec(Path(spec))
+        if not math.isfinite(scale):
+            raise ValueError(f"--slider {spec}: scale {tail!r} is not a finite number")
+        return SliderSpec(Path(path), scale)
+    return SliderSpec(Path(spec))
+
+
+@dataclass(frozen=True)
+class LoadedSlider:
+    """A slider file loaded and checked against the UNet it will run on."""
+
+    spec: SliderSpec
+    name: str
+    factors: dict[str, Any] = field(repr=False)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def load_sliders(specs: Sequence[SliderSpec], unet: torch.nn.Module) -> list[LoadedSlider]:
+    """Load every slider file, refusing ones whose modules do not match `unet` (errors name the file)."""
+    from sliders.slider_file import load_slider
+
+    loaded = []
+    for spec in specs:
+        if not spec.path.is_file():
+            raise FileNotFoundError(f"--slider {spec.path}: no such file")
+        slider = load_slider(spec.path, unet=unet)
+        name = slider.concept or spec.path.stem
+        loaded.append(LoadedSlider(spec, name, dict(slider.factors), dict(slider.metadata)))
+    return loaded
+
+
+def img2img_pipeline(pipe: StableDiffusionXLPipeline) -> StableDiffusionXLImg2ImgPipeline:
+    """An img2img pipeline sharing `pipe`'s components (no weights are copied or reloaded)."""
+    edit = StableDiffusionXLImg2ImgPipeline(
+        **pipe.components,
+        force_zeros_for_empty_prompt=pipe.config.get("force_zeros_for_empty_prompt", True),
+    )
+    edit.set_progress_bar_config(disable=True)
+    return edit
+
+
+def load_image(path: Path, size: tuple[int, int] | None = None) -> Image.Image:
+    """Read the picture to edit as RGB, resized to `size` (W, H) when given."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--image {path}: no such file")
+    try:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+    except OSError as error:
+        raise ValueError(f"--image {path}: not a readable image ({error})") from error
+    if size is not None and image.size != size:
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    return image
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """One image: prompt, seed, every slider's scale and the sampling settings."""
+
+    prompt: str
+    seed: int
+    scales: tuple[float, ...]
+    negative_prompt: str | None = None
+    steps: int = 30
+    guidance: float = 5.0
+    width: int | None = None
+    height: int | None = None
+    gate: GateSpec = GateSpec()
+    strength: float | None = None  # img2img only
+
+
+def render(
+    pipe: StableDiffusionXLPipeline | StableDiffusionXLImg2ImgPipeline,
+    composition: Composition,
+    request: RenderRequest,
+    default_gate: GateSpec | None = None,
+    image: Image.Image | None = None,
+) -> tuple[Image.Image, dict[str, Any]]:
+    """Sample one image with the gated sliders; returns it and the gate's record (JSON-ready).
+
+    The gate is `request.gate` if the user set one, else `default_gate` (the sliders' recommendation).
+    """
+    editing = image is not None
+    if editing != isinstance(pipe, StableDiffusionXLImg2ImgPipeline):
+        raise ValueError("render: an input image needs the img2img pipeline, and only it")
+    composition.set_scales(request.scales)
+    timesteps = planned_timesteps(pipe.scheduler, request.steps, request.strength if editing else None)
+    gate = SliderGate(composition, request.gate.resolve(timesteps, default_gate), timesteps)
+    # A CPU generator gives the same noise on every device.
+    generator = torch.Generator(device="cpu").manual_seed(request.seed)
+    common = {
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "num_inference_steps": request.steps,
+        "guidance_scale": request.guidance,
+        "generator": generator,
+        "callback_on_step_end": gate,
+        "output_type": "pil",
+    }
+    with gate.active():
+        if editing:
+            result = pipe(image=image, strength=request.strength, **common)
+        else:
+            result = pipe(height=request.height, width=request.width, **common)
+    record = gate.summary()
+    record["requested"] = (request.gate if request.gate.is_set else default_gate or GateSpec()).describe()
+    return result.images[0], record

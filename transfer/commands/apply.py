@@ -1,0 +1,166 @@
+"""`concept-transfer apply`: render prompts with sliders at signed scales, as single images or sweeps."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+
+from transfer.gate import GateSpec
+
+
+def parse_floats(text: str, option: str) -> tuple[float, ...]:
+    """Parse a comma-separated list of finite numbers (`-2,-1,0,1,2`)."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        raise ValueError(f"{option} {text}: expected comma-separated numbers") from error
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{option} {text}: expected comma-separated finite numbers")
+    return values
+
+
+def parse_ints(text: str, option: str) -> tuple[int, ...]:
+    """Parse a comma-separated list of integers (`0,1,2`)."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        raise ValueError(f"{option} {text}: expected comma-separated integers") from error
+    if not values:
+        raise ValueError(f"{option} {text}: expected at least one integer")
+    return values
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse `W` (square) or `WxH` into (width, height)."""
+    parts = text.lower().split("x")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError as error:
+        raise ValueError(f"--size {text}: expected W or WxH, e.g. 1024 or 1024x768") from error
+    if len(numbers) not in (1, 2) or min(numbers) < 8 or any(n % 8 for n in numbers):
+        raise ValueError(f"--size {text}: expected W or WxH with multiples of 8, e.g. 1024 or 1024x768")
+    return (numbers[0], numbers[-1])
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `apply` subcommand."""
+    parser = subparsers.add_parser(
+        "apply",
+        help="render prompts with sliders (single images, sweeps, image edits)",
+        description="Render SDXL images with sliders at signed scales, off for the first steps (the gate). "
+        "With --scales the first slider is swept (grid columns) and the others are held at their scales.",
+    )
+    parser.add_argument(
+        "--model",
+        default="stabilityai/stable-diffusion-xl-base-1.0",
+        help="hub id, diffusers folder, single .safetensors/.ckpt file, or 'toy'",
+    )
+    parser.add_argument(
+        "--slider",
+        action="append",
+        default=[],
+        metavar="FILE[:SCALE]",
+        help="a slider file with a signed scale (default 1); repeat for several",
+    )
+    parser.add_argument("--prompt", action="append", required=True, metavar="P", help="repeat for several")
+    parser.add_argument("--negative-prompt", default=None, metavar="N")
+    parser.add_argument(
+        "--scales",
+        default=None,
+        metavar="LIST",
+        help="sweep the first slider over these scales, e.g. -2,-1,0,1,2",
+    )
+    parser.add_argument("--seeds", default="0", metavar="LIST", help="grid rows, e.g. 0,1 (default 0)")
+    gate = parser.add_mutually_exclusive_group()
+    gate.add_argument(
+        "--start-noise",
+        type=float,
+        default=None,
+        metavar="T",
+        help="sliders off while the timestep is above T (0-1000; default: slider metadata, else 750)",
+    )
+    gate.add_argument(
+        "--start-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="sliders off for the first fraction F of the steps",
+    )
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--size", default=None, metavar="W[xH]", help="default: the model's native size")
+    parser.add_argument(
+        "--image", type=Path, default=None, metavar="IN.png", help="edit this picture (img2img)"
+    )
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --image: how much of the picture is re-noised (0-1, default 0.6)",
+    )
+    parser.add_argument(
+        "--composition",
+        default=None,
+        help="how sliders combine: fused (default; no per-step cost), lowrank (default with --offload: "
+        "fused weights cannot follow offloading), peft (the reference path)",
+    )
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None)
+    parser.add_argument("--offload", action="store_true", help="CPU offload for GPUs with little memory")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    # `--scales -2,-1,0,1,2` must read as a value, not an option: argparse before Python 3.13 only
+    # recognises single negative numbers as values.
+    parser._negative_number_matcher = re.compile(r"^-\.?\d")
+    parser.set_defaults(func=run_apply)
+
+
+def settings_from_args(args: argparse.Namespace):
+    """Build the validated `SweepSettings` from parsed arguments."""
+    from transfer.sweep import SweepSettings
+
+    if args.strength is not None and args.image is None:
+        raise ValueError("--strength: only meaningful with --image")
+    width, height = parse_size(args.size) if args.size else (None, None)
+    return SweepSettings(
+        prompts=tuple(args.prompt),
+        seeds=parse_ints(args.seeds, "--seeds"),
+        sweep_scales=parse_floats(args.scales, "--scales") if args.scales else None,
+        negative_prompt=args.negative_prompt,
+        steps=args.steps,
+        guidance=args.guidance,
+        width=width,
+        height=height,
+        gate=GateSpec(start_noise=args.start_noise, start_fraction=args.start_fraction),
+        image=args.image,
+        strength=0.6 if args.strength is None else args.strength,
+        method=args.composition or ("lowrank" if args.offload else "fused"),
+        model=args.model,
+    )
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    """Load the model and sliders, render, and print where the outputs are."""
+    from tqdm import tqdm
+
+    from transfer.apply import load_sliders, parse_slider_spec
+    from transfer.sdxl import load_sdxl
+    from transfer.sweep import run_sweep
+
+    settings = settings_from_args(args)
+    specs = [parse_slider_spec(spec) for spec in args.slider]
+    for spec in specs:  # fail before the (slow) model load
+        if not spec.path.is_file():
+            raise FileNotFoundError(f"--slider {spec.path}: no such file")
+    if settings.image is not None and not settings.image.is_file():
+        raise FileNotFoundError(f"--image {settings.image}: no such file")
+    if settings.sweep_scales is not None and not specs:
+        raise ValueError("--scales: a sweep needs at least one --slider")
+    print(f"loading {args.model} ...", flush=True)
+    pipe = load_sdxl(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
+    sliders = load_sliders(specs, pipe.unet)
+    summary = run_sweep(pipe, sliders, settings, args.out, on_grid=lambda path: tqdm.write(f"grid: {path}"))
+    print(f"{len(summary['images'])} images in {args.out / 'images'}; summary: {args.out / 'summary.json'}")
+    return 0

@@ -1,0 +1,166 @@
+"""GAN → slider in one run: mine style-edit pairs, train a visual slider, sweep it over other prompts.
+
+Each stage writes into its own sub-folder of the run folder and is skipped when its output exists, so
+a stage can be re-run alone (delete its output, or name it in `redo`) or with its own command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pair_datasets import Corpus
+from sliders.checkpoint import checkpoint_path
+from sliders.visual_slider import VisualSliderConfig, train_visual_slider
+from stylegan_bridge.mining import MiningConfig, channel_source, direction_source, gan_source, load_gan, mine
+from stylegan_bridge.style_space import style_stats
+from transfer.apply import SliderSpec, load_sliders
+from transfer.gate import GateSpec
+from transfer.sdxl import load_sdxl
+from transfer.sweep import SweepSettings, run_sweep
+
+# The paper's point: a concept learnt from a face GAN moves things that are not faces.
+DEFAULT_PROMPTS = (
+    "a photo of a cat sitting on a sofa",
+    "a red sports car parked on a city street",
+    "a mountain landscape at sunset, oil painting",
+    "a portrait of a knight in armour, fantasy illustration",
+)
+STAGES = ("mine", "train", "sweep")
+
+
+@dataclass(frozen=True)
+class TransferPlan:
+    """Everything the three stages need; `layer`/`channel` or `direction` names the style edit."""
+
+    gan: str
+    model: str
+    out: Path
+    layer: str | None = None
+    channel: int | None = None
+    direction: Path | None = None
+    direction_index: int = 0
+    mining: MiningConfig = field(default_factory=lambda: MiningConfig(pairs=64))
+    stats_samples: int = 10_000
+    slider: VisualSliderConfig = field(default_factory=VisualSliderConfig)
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    sweep_scales: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    seeds: tuple[int, ...] = (0, 1)
+    sample_steps: int = 30
+    guidance: float = 5.0
+    gate: GateSpec = field(default_factory=GateSpec)
+    size: int | None = None
+    device: str | None = None
+    gan_aliases: dict[str, Path] = field(default_factory=dict)
+    redo: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.direction is None) == (self.layer is None or self.channel is None):
+            raise ValueError("transfer: give --layer and --channel, or --direction (not both)")
+        unknown = set(self.redo) - set(STAGES)
+        if unknown:
+            raise ValueError(
+                f"--redo: unknown stage(s) {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}"
+            )
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.out / "corpus"
+
+    @property
+    def slider_path(self) -> Path:
+        return self.out / "slider.safetensors"
+
+    @property
+    def sweep_dir(self) -> Path:
+        return self.out / "sweep"
+
+
+def mine_stage(plan: TransferPlan) -> Path:
+    """Render the before/after corpus from the GAN's style edit (resumes a partial corpus)."""
+    G, path = load_gan(plan.gan, device=plan.device, aliases=plan.gan_aliases)
+
+    def stats():
+        return style_stats(G, num_samples=plan.stats_samples, psi=1.0)
+
+    if plan.direction is not None:
+        edit, source = direction_source(G, plan.direction, plan.direction_index, stats)
+    else:
+        edit, source = channel_source(G, plan.layer, plan.channel, stats())
+    report = mine(
+        G, edit, plan.corpus_dir, plan.mining, gan_source(G, path, source), name=plan.out.name or "transfer"
+    )
+    return report.root
+
+
+def train_stage(plan: TransferPlan, pipe) -> Path:
+    """Train the visual slider from the corpus; a checkpoint left by an interrupted run is resumed."""
+    corpus = Corpus.open(plan.corpus_dir)
+    resume = checkpoint_path(plan.slider_path).exists()
+    return train_visual_slider(
+        pipe, corpus, plan.slider, plan.slider_path, base_model=plan.model, resume=resume
+    )
+
+
+def sweep_stage(plan: TransferPlan, pipe) -> dict:
+    """Sweep the slider over the prompts (rows = seeds, columns = scales), with the gate."""
+    sliders = load_sliders([SliderSpec(plan.slider_path, 1.0)], pipe.unet)
+    settings = SweepSettings(
+        prompts=plan.prompts,
+        seeds=plan.seeds,
+        sweep_scales=plan.sweep_scales,
+        steps=plan.sample_steps,
+        guidance=plan.guidance,
+        width=plan.size,
+        height=plan.size,
+        gate=plan.gate,
+        model=plan.model,
+    )
+    return run_sweep(pipe, sliders, settings, plan.sweep_dir)
+
+
+def _needed(stage: str, output: Path, plan: TransferPlan) -> bool:
+    return stage in plan.redo or not output.exists()
+
+
+def run_transfer(plan: TransferPlan, say: Callable[[str], None] = print) -> dict[str, str]:
+    """Run mine → train → sweep, skipping stages whose output exists; returns the output paths."""
+    plan.out.mkdir(parents=True, exist_ok=True)
+    manifest = plan.corpus_dir / "manifest.jsonl"
+    if _needed("mine", manifest, plan) or _mining_incomplete(plan):
+        say(f"[1/3] mine: {plan.mining.pairs} seeds x {len(plan.mining.levels)} levels -> {plan.corpus_dir}")
+        mine_stage(plan)
+    else:
+        say(f"[1/3] mine: kept {plan.corpus_dir}")
+    pipe = None
+    if _needed("train", plan.slider_path, plan):
+        say(f"[2/3] train visual slider: {plan.slider.train.steps} steps -> {plan.slider_path}")
+        pipe = load_sdxl(plan.model, device=plan.device)
+        device = pipe.unet.device
+        train_stage(plan, pipe)
+        pipe.to(device)  # training moved the text encoders and VAE off the accelerator
+    else:
+        say(f"[2/3] train: kept {plan.slider_path}")
+    if _needed("sweep", plan.sweep_dir / "summary.json", plan):
+        say(
+            f"[3/3] sweep: {len(plan.prompts)} prompts x {len(plan.seeds)} seeds x {len(plan.sweep_scales)} scales"
+        )
+        pipe = pipe or load_sdxl(plan.model, device=plan.device)
+        sweep_stage(plan, pipe)
+    else:
+        say(f"[3/3] sweep: kept {plan.sweep_dir}")
+    return {
+        "corpus": str(plan.corpus_dir),
+        "contact_sheet": str(plan.corpus_dir / "contact_sheet.png"),
+        "slider": str(plan.slider_path),
+        "sweep": str(plan.sweep_dir),
+    }
+
+
+def _mining_incomplete(plan: TransferPlan) -> bool:
+    """Whether the corpus holds fewer pairs than the plan asks (a larger --pairs extends it)."""
+    if not (plan.corpus_dir / "manifest.jsonl").exists():
+        return True
+    expected = plan.mining.pairs * len(plan.mining.levels)
+    return len(Corpus.open(plan.corpus_dir).ids()) < expected

@@ -1,0 +1,266 @@
+"""Sweeps: per prompt, a labelled grid (rows = seeds, columns = scales of the swept slider, others held).
+
+Every image is also saved alone with its prompt, seed, sliders, scales and gate in the PNG text
+metadata, and `summary.json` lists everything (rewritten after each prompt, so a stopped run still
+describes what it made).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+from tqdm import tqdm
+
+from pair_datasets.atomic import atomic_write, atomic_write_text
+from transfer.apply import LoadedSlider, RenderRequest, img2img_pipeline, load_image, render
+from transfer.compose import compose_sliders
+from transfer.gate import GateSpec, default_gate
+
+MIN_CELL = 128  # grid cells are enlarged (nearest) to at least this many pixels so tiny renders stay visible
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What to render: prompts × seeds × scales of the first slider, plus the sampling settings."""
+
+    prompts: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    sweep_scales: tuple[float, ...] | None = None  # scales of slider 0; None: every slider at its own scale
+    negative_prompt: str | None = None
+    steps: int = 30
+    guidance: float = 5.0
+    width: int | None = None
+    height: int | None = None
+    gate: GateSpec = field(default_factory=GateSpec)
+    image: Path | None = None
+    strength: float = 0.6
+    method: str = "fused"
+    model: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.prompts or any(not p.strip() for p in self.prompts):
+            raise ValueError("--prompt: give at least one non-empty prompt")
+        if not self.seeds:
+            raise ValueError("--seeds: give at least one seed")
+        if self.sweep_scales is not None and not self.sweep_scales:
+            raise ValueError("--scales: give at least one scale")
+        if self.steps < 1:
+            raise ValueError(f"--steps: must be a positive integer, got {self.steps}")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"--strength: must be in (0, 1], got {self.strength}")
+        for name, value in (("width", self.width), ("height", self.height)):
+            if value is not None and (value < 8 or value % 8):
+                raise ValueError(f"--size: {name} must be a multiple of 8 (at least 8), got {value}")
+
+
+def save_png(image: Image.Image, path: Path, text: dict[str, str] | None = None) -> None:
+    """Write a PNG atomically (temp file in the same folder, then rename), with text chunks."""
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as stream:
+        image.save(stream, format="PNG", pnginfo=info)
+
+
+def write_json(data: Any, path: Path) -> None:
+    """Write JSON atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def make_grid(
+    cells: Sequence[Sequence[Image.Image]], row_labels: Sequence[str], col_labels: Sequence[str], title: str
+) -> Image.Image:
+    """A labelled grid: a title line, a header row of column labels, a label column, the images."""
+    width, height = cells[0][0].size
+    zoom = max(1, -(-MIN_CELL // min(width, height)))
+    cell_w, cell_h = width * zoom, height * zoom
+    font = _font(14)
+    label_w, header_h, title_h, pad = 90, 22, 26, 4
+    grid = Image.new(
+        "RGB",
+        (label_w + len(col_labels) * (cell_w + pad), title_h + header_h + len(row_labels) * (cell_h + pad)),
+        "white",
+    )
+    draw = ImageDraw.Draw(grid)
+    draw.text((pad, pad), title if len(title) <= 120 else title[:117] + "...", fill="black", font=font)
+    for c, label in enumerate(col_labels):
+        draw.text((label_w + c * (cell_w + pad) + pad, title_h + 2), label, fill="black", font=font)
+    for r, (label, row) in enumerate(zip(row_labels, cells)):
+        top = title_h + header_h + r * (cell_h + pad)
+        draw.text((pad, top + cell_h // 2 - 7), label, fill="black", font=font)
+        for c, image in enumerate(row):
+            grid.paste(
+                image.resize((cell_w, cell_h), Image.Resampling.NEAREST), (label_w + c * (cell_w + pad), top)
+            )
+    return grid
+
+
+def _columns(sliders: Sequence[LoadedSlider], settings: SweepSettings) -> list[tuple[float, ...]]:
+    held = tuple(s.spec.scale for s in sliders)
+    if settings.sweep_scales is None:
+        return [held]
+    if not sliders:
+        raise ValueError("--scales: a sweep needs at least one --slider")
+    return [(scale,) + held[1:] for scale in settings.sweep_scales]
+
+
+def _column_label(sliders: Sequence[LoadedSlider], scales: tuple[float, ...], swept: bool) -> str:
+    if not sliders:
+        return "no slider"
+    if swept:
+        return f"{sliders[0].name} {scales[0]:+g}"
+    return ", ".join(f"{s.name} {v:+g}" for s, v in zip(sliders, scales))
+
+
+def _title(prompt: str, sliders: Sequence[LoadedSlider], swept: bool) -> str:
+    held = sliders[1:] if swept else []
+    return prompt + (f"   (held: {', '.join(f'{s.name} {s.spec.scale:+g}' for s in held)})" if held else "")
+
+
+def _summary_header(
+    settings: SweepSettings, slider_info: list[dict[str, Any]], gate_default: GateSpec, gate_source: str
+) -> dict[str, Any]:
+    swept = settings.sweep_scales is not None
+    return {
+        "tool": "concept-transfer apply",
+        "model": settings.model,
+        "sliders": slider_info,
+        "swept_slider": 0 if swept else None,
+        "scales": list(settings.sweep_scales) if swept else None,
+        "prompts": list(settings.prompts),
+        "negative_prompt": settings.negative_prompt,
+        "seeds": list(settings.seeds),
+        "steps": settings.steps,
+        "guidance": settings.guidance,
+        "size": [settings.width, settings.height],
+        "image": str(settings.image) if settings.image else None,
+        "strength": settings.strength if settings.image else None,
+        "gate": {
+            **settings.gate.describe(),
+            "default": gate_default.describe(),
+            "default_from": gate_source,
+            "used": "user" if settings.gate.is_set else gate_source,
+        },
+        "composition": settings.method,
+        "grids": [],
+        "images": [],
+    }
+
+
+def _request(settings: SweepSettings, prompt: str, seed: int, scales: tuple[float, ...]) -> RenderRequest:
+    return RenderRequest(
+        prompt=prompt,
+        seed=seed,
+        scales=scales,
+        negative_prompt=settings.negative_prompt,
+        steps=settings.steps,
+        guidance=settings.guidance,
+        width=settings.width,
+        height=settings.height,
+        gate=settings.gate,
+        strength=settings.strength if settings.image else None,
+    )
+
+
+def run_sweep(
+    pipe: Any,
+    sliders: Sequence[LoadedSlider],
+    settings: SweepSettings,
+    out_dir: Path,
+    progress: bool = True,
+    on_grid: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
+    """Render prompts × seeds × columns into `out_dir` (grids, single images, summary.json); returns the summary.
+
+    Columns run outermost within a prompt, so a fused composition re-fuses once per column, not per image.
+    """
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    columns = _columns(sliders, settings)
+    swept = settings.sweep_scales is not None
+    gate_default, gate_source = default_gate([s.metadata for s in sliders])
+    image = None
+    if settings.image is not None:
+        size = (settings.width, settings.height) if settings.width and settings.height else None
+        image = load_image(settings.image, size)
+        pipe = img2img_pipeline(pipe)
+    slider_info = [
+        {"path": str(s.spec.path), "name": s.name, "scale": s.spec.scale, "modules": len(s.factors)}
+        for s in sliders
+    ]
+    summary = _summary_header(settings, slider_info, gate_default, gate_source)
+    started = time.perf_counter()
+    total = len(settings.prompts) * len(settings.seeds) * len(columns)
+    bar = tqdm(total=total, desc="apply", unit="image", disable=not progress)
+    names = [s.name for s in sliders]
+    with compose_sliders(
+        pipe.unet, [s.factors for s in sliders], columns[0], settings.method, names
+    ) as composition:
+        for p, prompt in enumerate(settings.prompts):
+            cells: list[list[Image.Image | None]] = [[None] * len(columns) for _ in settings.seeds]
+            for c, scales in enumerate(columns):
+                for r, seed in enumerate(settings.seeds):
+                    request = _request(settings, prompt, seed, scales)
+                    picture, gate_record = render(pipe, composition, request, gate_default, image)
+                    record = {
+                        "file": f"images/p{p:02d}_seed{seed}_c{c:02d}.png",
+                        "prompt": prompt,
+                        "negative_prompt": settings.negative_prompt,
+                        "seed": seed,
+                        "sliders": [{**info, "scale": v} for info, v in zip(slider_info, scales)],
+                        "scales": list(scales),
+                        "gate": gate_record,
+                        **{key: summary[key] for key in ("steps", "guidance", "model", "image", "strength")},
+                    }
+                    save_png(picture, out_dir / record["file"], _png_text(record))
+                    summary["images"].append(record)
+                    cells[r][c] = picture
+                    bar.update(1)
+            grid_path = out_dir / f"grid_p{p:02d}.png"
+            row_labels = [f"seed {seed}" for seed in settings.seeds]
+            col_labels = [_column_label(sliders, scales, swept) for scales in columns]
+            grid = make_grid(cells, row_labels, col_labels, _title(prompt, sliders, swept))
+            save_png(grid, grid_path, {"prompt": prompt, "sliders": json.dumps(slider_info)})
+            summary["grids"].append(grid_path.name)
+            summary["seconds"] = round(time.perf_counter() - started, 3)
+            write_json(summary, out_dir / "summary.json")
+            if on_grid is not None:
+                on_grid(grid_path)
+    bar.close()
+    return summary
+
+
+def _png_text(record: dict[str, Any]) -> dict[str, str]:
+    """The PNG text chunks of one image: readable single fields plus the whole record as JSON."""
+    text = {
+        "prompt": record["prompt"],
+        "seed": str(record["seed"]),
+        "sliders": json.dumps(record["sliders"]),
+        "scales": json.dumps(record["scales"]),
+        "gate": json.dumps(record["gate"]),
+        "steps": str(record["steps"]),
+        "guidance": str(record["guidance"]),
+        "model": record["model"],
+        "concept_transfer": json.dumps(record),
+    }
+    if record["negative_prompt"]:
+        text["negative_prompt"] = record["negative_prompt"]
+    if record["image"]:
+        text["image"] = record["image"]
+        text["strength"] = str(record["strength"])
+    return text
