@@ -127,6 +127,13 @@ def check_relpath(relpath: str, where: str) -> str:
     return relpath
 
 
+def is_level(value: Any) -> bool:
+    """Whether `value` is a valid pair level: a positive, finite number (not a bool)."""
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
+
+
 def parse_manifest_line(text: str, line_no: int) -> PairRecord:
     """Parse one manifest line into a PairRecord; ValueError names `manifest.jsonl line N` and the field."""
     where = f"{MANIFEST} line {line_no}"
@@ -149,12 +156,7 @@ def parse_manifest_line(text: str, line_no: int) -> PairRecord:
     before = check_relpath(data["before"], f"{where}: field 'before'")
     after = check_relpath(data["after"], f"{where}: field 'after'")
     level = data.get("level", 1.0)
-    if (
-        isinstance(level, bool)
-        or not isinstance(level, (int, float))
-        or not math.isfinite(level)
-        or level <= 0
-    ):
+    if not is_level(level):
         raise ValueError(f"{where}: field 'level' must be a positive number, got {level!r}")
     caption = data.get("caption")
     if caption is not None and not isinstance(caption, str):
@@ -206,6 +208,31 @@ def png_size(data: bytes, what: str) -> tuple[int, int]:
         raise ValueError(f"{what}: not readable PNG bytes ({error})") from None
 
 
+def _read_manifest(manifest: Path) -> tuple[list[PairRecord], bool]:
+    """The records of a manifest and whether its last line lacks its newline; ValueError names line and field."""
+    records: list[PairRecord] = []
+    seen: dict[str, int] = {}
+    needs_newline = False
+    for line_no, text in iter_manifest(manifest):
+        needs_newline = not text.endswith("\n")
+        if needs_newline:
+            try:
+                parse_manifest_line(text, line_no)
+            except ValueError:
+                raise ValueError(
+                    f"{MANIFEST} line {line_no}: incomplete last line (an interrupted append?); "
+                    "delete that line to resume"
+                ) from None
+        record = parse_manifest_line(text, line_no)
+        if record.id in seen:
+            raise ValueError(
+                f"{MANIFEST} line {line_no}: field 'id' {record.id!r} duplicates line {seen[record.id]}"
+            )
+        seen[record.id] = line_no
+        records.append(record)
+    return records, needs_newline
+
+
 class Corpus:
     """A pair corpus folder: create or open it, append pairs, read records (DESIGN §4)."""
 
@@ -247,26 +274,12 @@ class Corpus:
         manifest = root / MANIFEST
         if not manifest.is_file():
             raise FileNotFoundError(f"{manifest}: not found")
-        records: list[PairRecord] = []
-        seen: dict[str, int] = {}
-        needs_newline = False
-        for line_no, text in iter_manifest(manifest):
-            needs_newline = not text.endswith("\n")
-            if needs_newline:
-                try:
-                    parse_manifest_line(text, line_no)
-                except ValueError:
-                    raise ValueError(
-                        f"{MANIFEST} line {line_no}: incomplete last line (an interrupted append?); "
-                        "delete that line to resume"
-                    ) from None
-            record = parse_manifest_line(text, line_no)
-            if record.id in seen:
-                raise ValueError(
-                    f"{MANIFEST} line {line_no}: field 'id' {record.id!r} duplicates line {seen[record.id]}"
-                )
-            seen[record.id] = line_no
-            records.append(record)
+        try:
+            records, needs_newline = _read_manifest(manifest)
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{manifest}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        except ValueError as error:  # name the full path, not just "manifest.jsonl"
+            raise ValueError(f"{manifest}{str(error).removeprefix(MANIFEST)}") from None
         corpus = cls(root, info, records)
         corpus._needs_newline = needs_newline
         return corpus
@@ -351,12 +364,7 @@ class Corpus:
             raise ValueError(f"pair id {pair_id!r} must match {PAIR_ID_PATTERN.pattern}")
         if pair_id in self._ids:
             raise ValueError(f"pair id {pair_id!r} is already in {self.root / MANIFEST}")
-        if (
-            isinstance(level, bool)
-            or not isinstance(level, (int, float))
-            or not math.isfinite(level)
-            or level <= 0
-        ):
+        if not is_level(level):
             raise ValueError(f"pair {pair_id!r}: level must be a positive number, got {level!r}")
 
     def to_hf_dataset(self):

@@ -215,6 +215,11 @@ class LatentCache:
     def __contains__(self, relpath: str) -> bool:
         return relpath in self._fresh
 
+    def image_sha256(self, relpath: str) -> str:
+        """SHA-256 of the image file the fresh latent of `relpath` was encoded from."""
+        self.latent(relpath)  # the same freshness check
+        return self._hashes[relpath]
+
     def latent(self, relpath: str) -> torch.Tensor:
         """The cached latent `[C, h, w]` of a corpus image; ValueError unless checked fresh by ensure()."""
         if relpath not in self._fresh:

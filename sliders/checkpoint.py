@@ -1,8 +1,8 @@
 """Training checkpoints: slider factors, optimizer, every RNG, step, loss log and the task's own state.
 
-One file, `<out stem>.ckpt` beside the output, written atomically with `torch.save` and read back with
-`weights_only=True` (so it holds only tensors, numbers, strings, lists and dicts: RNG states are
-converted accordingly).
+One file per process (`<out stem>.ckpt` beside the output for the first), written atomically with
+`torch.save` and read back with `weights_only=True` (so it holds only tensors, numbers, strings, lists
+and dicts: RNG states are converted accordingly).
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ from pair_datasets.atomic import atomic_save
 CHECKPOINT_FORMAT = 1
 
 
-def checkpoint_path(out: str | Path) -> Path:
-    """Where the checkpoint of a run writing `out` lives: `<out stem>.ckpt` in the same folder."""
+def checkpoint_path(out: str | Path, process_index: int = 0) -> Path:
+    """Where the checkpoint of a run writing `out` lives: `<out stem>.ckpt` in the same folder.
+
+    Under `accelerate launch`, process k > 0 keeps its own `<out stem>.rank<k>.ckpt`: every process draws
+    its own data, so its RNG and task state (trajectory pool, epoch order) are its own.
+    """
     out = Path(out)
-    return out.with_name(out.stem + ".ckpt")
+    return out.with_name(out.stem + (f".rank{process_index}" if process_index else "") + ".ckpt")
 
 
 def capture_rng(generator: torch.Generator) -> dict:

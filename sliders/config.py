@@ -28,7 +28,9 @@ def _where(source: str) -> str:
 
 
 def _as_float(value: Any, name: str, source: str = "") -> float:
-    # YAML 1.1 reads `2e-4` as a string; accept any text float() accepts.
+    # YAML 1.1 reads `2e-4` as a string; accept any text float() accepts, but not `true` (float(True) is 1).
+    if isinstance(value, bool):
+        raise ValueError(f"{_where(source)}{name}: expected a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):

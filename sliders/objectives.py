@@ -47,10 +47,15 @@ def text_slider_loss(eps_slider: Tensor, target: Tensor) -> Tensor:
     return _per_sample_mse(eps_slider, target.detach())
 
 
+def denoising_loss(eps_pred: Tensor, noise: Tensor) -> Tensor:
+    """Per-sample ||eps_pred - eps||^2 (mean over elements) -> [B]: one signed term of the visual loss."""
+    return _per_sample_mse(eps_pred, noise)
+
+
 def visual_slider_loss(eps_before_pred: Tensor, eps_after_pred: Tensor, noise: Tensor) -> Tensor:
     """DESIGN §3 visual loss: ||eps_{-s}(noisy A) - eps||^2 + ||eps_{+s}(noisy B) - eps||^2 per sample -> [B].
 
     `eps_before_pred` is the slider at -level on the noisy before-latent, `eps_after_pred` at +level on the
     noisy after-latent; both were noised with the same `noise` at the same timestep.
     """
-    return _per_sample_mse(eps_before_pred, noise) + _per_sample_mse(eps_after_pred, noise)
+    return denoising_loss(eps_before_pred, noise) + denoising_loss(eps_after_pred, noise)

@@ -105,3 +105,11 @@ def add_time_ids(height: int, width: int, batch: int, device, dtype: torch.dtype
     """SDXL micro-conditioning [batch, 6]: original size, crop top-left (0, 0), target size, in pixels."""
     ids = torch.tensor([[height, width, 0, 0, height, width]], device=device, dtype=dtype)
     return ids.expand(batch, -1)
+
+
+def predict_noise(model, x: Tensor, t: Tensor, cond: PromptEmbedding, vae_scale: int) -> Tensor:
+    """The SDXL UNet's noise prediction for latents x [B, 4, h, w] at timestep(s) t under `cond` [B, ...]."""
+    batch, (h, w) = x.shape[0], x.shape[-2:]
+    time_ids = add_time_ids(h * vae_scale, w * vae_scale, batch, x.device, x.dtype)
+    added = {"text_embeds": cond.pooled, "time_ids": time_ids}
+    return model(x, t, encoder_hidden_states=cond.embeds, added_cond_kwargs=added).sample

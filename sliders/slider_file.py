@@ -132,7 +132,14 @@ class SliderFile:
     def start_noise(self) -> float | None:
         """Recommended start_noise (timestep on the 1000-step scale, or a fraction of steps), if recorded."""
         value = self.metadata.get(KEY_START_NOISE)
-        return None if value is None else float(value)
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(
+                f"{self.source_path}: header {KEY_START_NOISE} is not a number: {value!r}"
+            ) from None
 
     @property
     def scale_range(self) -> tuple[float, float] | None:
@@ -140,8 +147,13 @@ class SliderFile:
         value = self.metadata.get(KEY_SCALE_RANGE)
         if value is None:
             return None
-        low, high = json.loads(value)
-        return float(low), float(high)
+        try:
+            low, high = json.loads(value)
+            return float(low), float(high)
+        except (ValueError, TypeError):  # JSONDecodeError is a ValueError; [1] or "x" fail to unpack/convert
+            raise ValueError(
+                f"{self.source_path}: header {KEY_SCALE_RANGE} must be a JSON pair [low, high], got {value!r}"
+            ) from None
 
 
 def kohya_name(module_path: str) -> str:

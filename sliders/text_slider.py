@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from sliders.config import TextSliderConfig
 from sliders.lora import adapter_disabled, per_sample_scale, slider_scale
 from sliders.objectives import text_slider_loss, text_slider_target
-from sliders.prompts import PromptCache, PromptEmbedding, PromptSet, add_time_ids, expand_prompt_sets
+from sliders.prompts import PromptCache, PromptEmbedding, PromptSet, expand_prompt_sets, predict_noise
 from sliders.sampling import SCHEDULES, NoisyLatent, make_schedule
 from sliders.trainer import Backward, train_slider
 
@@ -34,6 +34,14 @@ def resolution_buckets(resolution: int) -> list[int]:
     return sizes or [resolution]
 
 
+def check_resolution(pipe, size: int, where: str) -> int:
+    """`size` (pixels) if its latent can be halved at every UNet level, else ValueError naming `where`."""
+    multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+    if size % multiple:
+        raise ValueError(f"{where}: resolution {size}: must be a multiple of {multiple} for this model")
+    return size
+
+
 class TextSliderTask:
     """The text-slider objective on a pipeline's UNet, with prompt embeddings encoded once up front."""
 
@@ -44,6 +52,11 @@ class TextSliderTask:
         self.vae_scale = pipe.vae_scale_factor
         self.separate_passes = SCHEDULES[config.schedule].separate_passes
         self.schedule = make_schedule(config.schedule, pipe.scheduler.config)
+        for i, entry in enumerate(config.prompts):  # fail now, not with a shape error inside the UNet
+            for size in (
+                resolution_buckets(entry.resolution) if entry.dynamic_resolution else [entry.resolution]
+            ):
+                check_resolution(pipe, size, f"prompts[{i}]")
         self.prompt_sets = expand_prompt_sets(config.prompts, config.preserve)
         self.prompts = PromptCache(pipe, self.device, self.dtype)
         self.prompts.encode_all(text for s in self.prompt_sets for text in s.texts)
@@ -52,10 +65,7 @@ class TextSliderTask:
     # --- UNet calls -------------------------------------------------------------------------------
     def predict(self, model: nn.Module, x: Tensor, t: Tensor, cond: PromptEmbedding) -> Tensor:
         """The UNet's noise prediction for latents x [B, 4, h, w] at timestep t under `cond` [B, ...]."""
-        batch, (h, w) = x.shape[0], x.shape[-2:]
-        time_ids = add_time_ids(h * self.vae_scale, w * self.vae_scale, batch, x.device, x.dtype)
-        added = {"text_embeds": cond.pooled, "time_ids": time_ids}
-        return model(x, t, encoder_hidden_states=cond.embeds, added_cond_kwargs=added).sample
+        return predict_noise(model, x, t, cond, self.vae_scale)
 
     def guided_denoiser(self, prompt_set: PromptSet, batch: int):
         """eps for sampling: slider at +1, CFG with uncond = negative, cond = target, one [2B] pass."""
@@ -150,8 +160,10 @@ class TextSliderTask:
     # --- resume and metadata ----------------------------------------------------------------------
     def task_key(self) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the checkpoint."""
+        # The entries too: eta, action, resolution and batch size change the objective, not only the prompts.
         return {"prompt_sets": [list(s.texts) for s in self.prompt_sets], "schedule": self.config.schedule,
-                "bipolar": self.config.bipolar, "sampling_guidance": self.config.sampling_guidance}  # fmt: skip
+                "bipolar": self.config.bipolar, "sampling_guidance": self.config.sampling_guidance,
+                "entries": [asdict(e) for e in self.config.prompts]}  # fmt: skip
 
     def state_dict(self) -> dict:
         """The drawn prompt set and the schedule's held trajectory."""

@@ -150,22 +150,31 @@ def _settings_key(settings: TrainSettings) -> dict:
     }
 
 
-def write_checkpoint(path: Path, run: RunState, task: SliderTask, optimizer, generator, settings) -> None:
-    """Checkpoint the completed steps (call only between steps)."""
+def write_checkpoint(path: Path, run: RunState, task: SliderTask, optimizer, generator, settings,
+                     scaler=None) -> None:  # fmt: skip
+    """Checkpoint the completed steps (call only between steps); `scaler`: fp16's GradScaler, if any."""
     params = {name: p.detach().cpu().clone() for name, p in _named_slider_params(task.unet).items()}
     save_checkpoint(path, {
         "step": run.step, "losses": list(run.losses), "params": params,
         "optimizer": optimizer.state_dict(), "rng": capture_rng(generator),
         "task": task.state_dict(), "settings": _settings_key(settings),
+        # fp16's loss scale decides which steps are skipped: without it a resume is not exact.
+        "scaler": None if scaler is None else scaler.state_dict(),
     })  # fmt: skip
     run.checkpoint_step = run.step
 
 
-def resume_run(path: Path, task: SliderTask, optimizer, generator, settings: TrainSettings) -> RunState:
-    """Load a checkpoint into the slider, optimizer, RNGs and task; refuse one from other settings."""
+def resume_run(path: Path, task: SliderTask, optimizer, generator, settings: TrainSettings,
+               scaler=None) -> RunState:  # fmt: skip
+    """Load a checkpoint into the slider, optimizer, RNGs, task (and GradScaler); refuse one from other settings."""
     state = load_checkpoint(path)
     if state["settings"] != _settings_key(settings):
         raise ValueError(f"{path}: checkpoint was written with other settings {state['settings']}")
+    if state["step"] > settings.steps:
+        raise ValueError(
+            f"{path}: checkpoint is at step {state['step']}, past --steps {settings.steps}; "
+            f"resume with --steps {state['step']} or more"
+        )
     params = _named_slider_params(task.unet)
     if set(state["params"]) != set(params):
         raise ValueError(f"{path}: checkpoint holds other slider modules than this run")
@@ -174,6 +183,8 @@ def resume_run(path: Path, task: SliderTask, optimizer, generator, settings: Tra
             param.copy_(state["params"][name])
     optimizer.load_state_dict(state["optimizer"])
     task.load_state_dict(state["task"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     restore_rng(state["rng"], generator)
     return RunState(state["step"], list(state["losses"]), state["step"])
 
@@ -263,14 +274,14 @@ def train_slider(
     model, optimizer = accelerator.prepare(task.unet, optimizer)
     if accelerator.num_processes > 1:
         generator.manual_seed(settings.seed + accelerator.process_index)  # each process its own draws
-    ckpt = checkpoint_path(out)
-    run = resume_run(ckpt, task, optimizer, generator, settings) if resume else RunState()
+    ckpt = checkpoint_path(out, accelerator.process_index)
+    scaler = getattr(accelerator, "scaler", None)  # fp16 on GPU only
+    run = resume_run(ckpt, task, optimizer, generator, settings, scaler) if resume else RunState()
     run.checkpoint_path = ckpt
 
     def checkpoint() -> None:
-        """Write `ckpt` (main process only)."""
-        if accelerator.is_main_process:
-            write_checkpoint(ckpt, run, task, optimizer, generator, settings)
+        """Write `ckpt`: every process its own (its generator and task state differ from the others')."""
+        write_checkpoint(ckpt, run, task, optimizer, generator, settings, scaler)
 
     run_steps(task, model, optimizer, generator, accelerator.backward, settings, run, checkpoint, on_step_end,
               show_progress)  # fmt: skip

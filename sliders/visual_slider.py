@@ -10,6 +10,7 @@ procedure's structure); the loss and the gradients are the same.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,9 @@ from torch import Tensor, nn
 from pair_datasets import Corpus
 from sliders.config import TrainSettings
 from sliders.lora import per_sample_scale
-from sliders.objectives import visual_slider_loss
-from sliders.prompts import PromptCache, PromptEmbedding, add_time_ids
-from sliders.text_slider import free_text_encoders
+from sliders.objectives import denoising_loss, visual_slider_loss
+from sliders.prompts import PromptCache, PromptEmbedding, predict_noise
+from sliders.text_slider import check_resolution, free_text_encoders
 from sliders.trainer import Backward, train_slider
 
 START_NOISE = 750  # recommended: slider off above this timestep (DESIGN §3 applying)
@@ -102,14 +103,8 @@ def corpus_summary(corpus: Corpus, resolution: int) -> dict[str, Any]:
 
 def training_resolution(pipe, corpus: Corpus, resolution: int | None) -> int:
     """The training side in pixels; it must map to a latent the UNet can halve at every level."""
-    size = int(resolution or corpus.info.resolution)
-    levels = len(pipe.unet.config.block_out_channels) - 1
-    multiple = pipe.vae_scale_factor * 2**levels
-    if size % multiple:
-        raise ValueError(
-            f"resolution {size}: must be a multiple of {multiple} for this model (set --resolution)"
-        )
-    return size
+    where = "--resolution" if resolution else f"--pairs {corpus.root} (set --resolution)"
+    return check_resolution(pipe, int(resolution or corpus.info.resolution), where)
 
 
 class VisualSliderTask:
@@ -146,6 +141,12 @@ class VisualSliderTask:
         self.before = torch.stack([cache.latent(r.before) for r in records])  # [N, C, h, w] fp32
         self.after = torch.stack([cache.latent(r.after) for r in records])
         self.levels = torch.tensor([float(r.level) for r in records])
+        # What the run trains on (manifest lines, image bytes, encoder), so a resume can check it is unchanged.
+        digest = hashlib.sha256(cache.fingerprint.encode())
+        for record in records:
+            digest.update(record.to_json().encode("utf-8"))
+            digest.update((cache.image_sha256(record.before) + cache.image_sha256(record.after)).encode())
+        self.corpus_digest = digest.hexdigest()
         return encoded
 
     # --- data -------------------------------------------------------------------------------------
@@ -180,10 +181,7 @@ class VisualSliderTask:
     # --- UNet calls -------------------------------------------------------------------------------
     def predict(self, model: nn.Module, x: Tensor, t: Tensor, cond: PromptEmbedding) -> Tensor:
         """The UNet's noise prediction for latents x [B, 4, h, w] at timesteps t [B] under `cond` [B, ...]."""
-        batch, (h, w) = x.shape[0], x.shape[-2:]
-        time_ids = add_time_ids(h * self.vae_scale, w * self.vae_scale, batch, x.device, x.dtype)
-        added = {"text_embeds": cond.pooled, "time_ids": time_ids}
-        return model(x, t, encoder_hidden_states=cond.embeds, added_cond_kwargs=added).sample
+        return predict_noise(model, x, t, cond, self.vae_scale)
 
     def batch_loss(self, model: nn.Module, batch: PairBatch, backward: Backward) -> Tensor:
         """The visual loss of a drawn batch (mean over pairs); calls `backward` and returns it detached."""
@@ -210,7 +208,7 @@ class VisualSliderTask:
         for x, sign in zip(latents, (-1.0, 1.0)):
             with per_sample_scale(self.unet, sign * levels):
                 pred = self.predict(model, x, t, cond)
-                loss = (pred.float() - noise.float()).pow(2).flatten(1).mean(dim=1).mean()
+                loss = denoising_loss(pred, noise).mean()
                 backward(loss)
             total += loss.detach()
         return total
@@ -227,10 +225,10 @@ class VisualSliderTask:
     def state_dict(self) -> dict:
         """The epoch order and position (the generator and weights are the loop's), and our settings."""
         return {"order": list(self.order), "position": self.position, "config": self.settings_key(),
-                "pairs": len(self.levels)}  # fmt: skip
+                "pairs": len(self.levels), "corpus": self.corpus_digest}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore `state_dict()`; a checkpoint of other task settings or another corpus size is refused."""
+        """Restore `state_dict()`; a checkpoint of other task settings or another corpus is refused."""
         if state.get("config") != self.settings_key():
             raise ValueError(
                 f"--resume: checkpoint was written with other visual settings {state.get('config')}"
@@ -238,6 +236,11 @@ class VisualSliderTask:
         if state.get("pairs") != len(self.levels):
             raise ValueError(
                 f"--resume: checkpoint was written for {state.get('pairs')} pairs, the corpus has {len(self.levels)}"
+            )
+        if state.get("corpus") != self.corpus_digest:
+            raise ValueError(
+                f"--resume: the corpus {self.corpus.root} changed since the checkpoint (other pairs, "
+                "levels, captions or images)"
             )
         self.order = [int(i) for i in state["order"]]
         self.position = int(state["position"])

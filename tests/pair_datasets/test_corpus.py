@@ -193,3 +193,16 @@ def test_to_hf_dataset(corpus):
     dataset = corpus.to_hf_dataset()
     assert dataset[0]["id"] == "a" and dataset[0]["level"] == 2.0
     assert dataset[0]["after"].getpixel((0, 0)) == (1, 2, 3)
+
+
+def test_open_errors_name_the_full_manifest_path(corpus):
+    corpus.append("a", rgb(), rgb())
+    manifest = corpus.root / "manifest.jsonl"
+    manifest.write_bytes(manifest.read_bytes() + b'{"id": "caf\xe9"}\n')
+    with pytest.raises(ValueError) as error:
+        Corpus.open(corpus.root)
+    assert str(error.value).startswith(f"{manifest}: not UTF-8 text (invalid continuation byte")
+    manifest.write_text(json.dumps({**GOOD, "level": 0}) + "\n")
+    with pytest.raises(ValueError) as error:
+        Corpus.open(corpus.root)
+    assert str(error.value) == f"{manifest} line 1: field 'level' must be a positive number, got 0"

@@ -71,6 +71,7 @@ def test_document_form_with_our_fields(tmp_path):
         ("- target: a\n  action: boost\n", "action: must be one of enhance, erase"),
         ("- target: a\n  resolution: 500\n", "resolution: must be a multiple of 8"),
         ("- target: a\n  guidance_scale: lots\n", "guidance_scale: expected a number"),
+        ("- target: a\n  guidance_scale: true\n", "guidance_scale: expected a number, got True"),
         ("- target: a\n  batch_size: 1.5\n", "batch_size: expected an integer"),
         ("prompts: []\n", "'prompts' must be a non-empty list"),
         ("prompts:\n  - target: a\nschedule: slow\n", "schedule: unknown 'slow'"),

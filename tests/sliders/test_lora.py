@@ -29,7 +29,10 @@ def _inputs(batch: int = 2):
         sample=torch.randn(batch, 4, 16, 16, generator=g),
         timestep=torch.full((batch,), 500),
         encoder_hidden_states=torch.randn(batch, 7, 64, generator=g),
-        added_cond_kwargs={"text_embeds": torch.randn(batch, 32, generator=g), "time_ids": torch.zeros(batch, 6)},
+        added_cond_kwargs={
+            "text_embeds": torch.randn(batch, 32, generator=g),
+            "time_ids": torch.zeros(batch, 6),
+        },
     )
 
 

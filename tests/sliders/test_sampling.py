@@ -70,6 +70,10 @@ def test_jitter_renoises_between_grid_steps():
     # renoising from s to s is the identity; to a larger t it scales x_s by sqrt(a_t / a_s)
     x = torch.randn(SHAPE)
     assert torch.allclose(pool.renoise(x, 500, 500, generator), x)
+    ratio = float(pool.alphas_cumprod[700] / pool.alphas_cumprod[500])
+    renoised = pool.renoise(torch.ones(64, 4, 8, 8), 500, 700, generator)  # q(x_700 | x_500 = 1)
+    assert abs(float(renoised.mean()) - ratio**0.5) < 0.03
+    assert abs(float(renoised.std()) - (1 - ratio) ** 0.5) < 0.03
 
 
 def test_schedules_are_seeded_and_pool_state_round_trips():

@@ -8,8 +8,9 @@ import os
 import pytest
 import torch
 from safetensors import safe_open
+from unet_probe import randomize, unet_output
 
-from sliders.lora import attach_slider, lora_layers, slider_scale
+from sliders.lora import attach_slider, slider_scale
 from sliders.slider_file import (
     LoraFactors,
     factors_from_unet,
@@ -19,28 +20,6 @@ from sliders.slider_file import (
     slider_metadata,
 )
 from transfer.tiny_sdxl import build_tiny_unet
-
-
-def randomize(unet, adapter="slider", seed=0):
-    """Give the adapter non-zero random factors (a freshly attached slider has up = 0)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, layer in lora_layers(unet, adapter):
-            for part in (layer.lora_A[adapter], layer.lora_B[adapter]):
-                part.weight.copy_(0.3 * torch.randn(part.weight.shape, generator=generator))
-
-
-def unet_output(unet, seed=1):
-    """The UNet's noise prediction on fixed random inputs."""
-    g = torch.Generator().manual_seed(seed)
-    sample = torch.randn(1, 4, 16, 16, generator=g)
-    text = torch.randn(1, 5, 64, generator=g)
-    cond = {
-        "text_embeds": torch.randn(1, 32, generator=g),
-        "time_ids": torch.tensor([[64, 64, 0, 0, 64, 64.0]]),
-    }
-    with torch.no_grad():
-        return unet(sample, torch.tensor([500]), text, added_cond_kwargs=cond).sample
 
 
 def text_metadata(**changes):
@@ -241,3 +220,23 @@ def test_slider_info_prints_description(slider, capsys, monkeypatch):
     assert cli.main(["slider", "info", str(path.with_name("missing.safetensors"))]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "missing.safetensors: no such file" in err
+
+
+def test_slider_info_names_the_file_of_a_broken_header_value(slider, tmp_path, capsys, monkeypatch):
+    path, unet = slider
+    from transfer import cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["transfer.commands.slider"])
+    broken = tmp_path / "broken.safetensors"
+    save_slider(broken, factors_from_unet(unet), text_metadata() | {"concept_transfer.scale_range": "wide"})
+    assert cli.main(["slider", "info", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"error: {broken}: header concept_transfer.scale_range must be a JSON pair [low, high], got 'wide'\n"
+    )
+    save_slider(broken, factors_from_unet(unet), text_metadata() | {"concept_transfer.start_noise": "late"})
+    with pytest.raises(
+        ValueError, match=r"broken\.safetensors: header concept_transfer\.start_noise is not a number"
+    ):
+        _ = load_slider(broken).start_noise

@@ -8,8 +8,9 @@ import logging
 import pytest
 import torch
 from safetensors.torch import save_file
+from unet_probe import randomize, unet_output
 
-from sliders.lora import attach_slider, lora_layers, slider_scale
+from sliders.lora import attach_slider, slider_scale
 from sliders.slider_file import (
     LoraFactors,
     factors_from_unet,
@@ -21,30 +22,13 @@ from sliders.unet_names import adaptable_modules, decode_underscores, kohya_reso
 from transfer.tiny_sdxl import build_tiny_unet
 
 
-def unet_output(unet, seed=1):
-    """The UNet's noise prediction on fixed random inputs."""
-    g = torch.Generator().manual_seed(seed)
-    sample = torch.randn(1, 4, 16, 16, generator=g)
-    text = torch.randn(1, 5, 64, generator=g)
-    cond = {
-        "text_embeds": torch.randn(1, 32, generator=g),
-        "time_ids": torch.tensor([[64, 64, 0, 0, 64, 64.0]]),
-    }
-    with torch.no_grad():
-        return unet(sample, torch.tensor([500]), text, added_cond_kwargs=cond).sample
-
-
 @pytest.fixture
 def trained():
     """A tiny UNet with a random rank-4, alpha-1 slider attached, and its outputs at scales -2 and 1."""
     torch.manual_seed(0)
     unet = build_tiny_unet()
     attach_slider(unet, rank=4, alpha=1.0, targets="noxattn")
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for _, layer in lora_layers(unet):
-            for part in (layer.lora_A["slider"], layer.lora_B["slider"]):
-                part.weight.copy_(0.3 * torch.randn(part.weight.shape, generator=generator))
+    randomize(unet, seed=0)
     expected = {}
     for weight in (-2.0, 1.0):
         with slider_scale(unet, weight):
@@ -165,11 +149,7 @@ def test_sgm_mapping_agrees_with_diffusers(tiny_pipe, tmp_path):
     """diffusers' own sgm conversion (an independent implementation) gives the same UNet outputs."""
     unet = tiny_pipe.unet
     attach_slider(unet, rank=4, alpha=1.0, targets="full")
-    generator = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for _, layer in lora_layers(unet):
-            for part in (layer.lora_A["slider"], layer.lora_B["slider"]):
-                part.weight.copy_(0.3 * torch.randn(part.weight.shape, generator=generator))
+    randomize(unet, seed=3)
     factors = factors_from_unet(unet)
     unet.delete_adapters("slider")
     path = tmp_path / "sgm.safetensors"

@@ -14,8 +14,8 @@ from sliders.checkpoint import checkpoint_path, load_checkpoint
 from sliders.config import PromptEntry, TextSliderConfig, TrainSettings
 from sliders.lora import slider_parameters
 from sliders.slider_file import load_slider
-from sliders.text_slider import TextSliderTask, resolution_buckets, train_text_slider
-from sliders.trainer import NonFiniteLoss, prepare_slider, train_step
+from sliders.text_slider import TextSliderTask, check_resolution, resolution_buckets, train_text_slider
+from sliders.trainer import NonFiniteLoss, RunState, prepare_slider, resume_run, train_step, write_checkpoint
 
 ENTRY = PromptEntry("person", "old person", "young person", guidance_scale=4.0, resolution=32)
 
@@ -92,6 +92,50 @@ def test_resume_refuses_other_settings(tiny_pipe, tiny_sdxl_path, tmp_path):
         )
 
 
+def test_resume_refuses_other_entry_settings(tiny_pipe, tiny_sdxl_path, tmp_path):
+    from transfer.sdxl import load_sdxl
+
+    out = tmp_path / "s.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_pipe, _config(4), out, on_step_end=_Interrupt(1))
+    stronger = replace(_config(4), prompts=(replace(ENTRY, guidance_scale=2.0),))  # same prompts, other eta
+    with pytest.raises(ValueError, match="other text-slider settings"):
+        _train(load_sdxl(str(tiny_sdxl_path), device="cpu"), stronger, out, resume=True)
+
+
+class _TinyTask:
+    """A task stand-in for the checkpoint functions: two trainable parameters and a task state."""
+
+    def __init__(self) -> None:
+        self.unet = torch.nn.Linear(2, 2)
+        self.state = {"position": 1}
+
+    def state_dict(self) -> dict:
+        return dict(self.state)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = dict(state)
+
+
+def test_checkpoint_keeps_the_fp16_loss_scale_and_refuses_a_step_past_steps(tmp_path):
+    task, generator, path = _TinyTask(), torch.Generator().manual_seed(0), tmp_path / "s.ckpt"
+    optimizer = torch.optim.AdamW(task.unet.parameters())
+    run = RunState(step=4, losses=[1.0] * 4)
+    write_checkpoint(path, run, task, optimizer, generator, TrainSettings(steps=9),
+                     torch.amp.GradScaler("cpu", init_scale=256.0))  # fmt: skip
+    fresh = torch.amp.GradScaler("cpu", init_scale=65536.0)
+    resumed = resume_run(path, _TinyTask(), optimizer, generator, TrainSettings(steps=9), fresh)
+    assert resumed.step == 4 and fresh.get_scale() == 256.0
+    with pytest.raises(ValueError, match=r"s\.ckpt: checkpoint is at step 4, past --steps 3"):
+        resume_run(path, _TinyTask(), optimizer, generator, TrainSettings(steps=3))
+
+
+def test_each_process_keeps_its_own_checkpoint(tmp_path):
+    out = tmp_path / "age.safetensors"
+    assert checkpoint_path(out) == checkpoint_path(out, 0) == tmp_path / "age.ckpt"
+    assert checkpoint_path(out, 2) == tmp_path / "age.rank2.ckpt"
+
+
 def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tiny_pipe, tmp_path, monkeypatch):
     calls = {"n": 0}
     original = TextSliderTask.compute_loss
@@ -108,18 +152,19 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tiny_pipe, tmp_pa
     assert load_checkpoint(checkpoint_path(out))["step"] == 2 and not out.exists()
 
 
-def test_sigint_writes_a_checkpoint_and_restores_the_handler(tiny_pipe, tmp_path):
-    before = signal.getsignal(signal.SIGINT)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_writes_a_checkpoint_and_restores_the_handler(tiny_pipe, tmp_path, signum):
+    before = signal.getsignal(signum)
     out = tmp_path / "s.safetensors"
 
-    def send_sigint(step: int, loss: float) -> None:
+    def send_signal(step: int, loss: float) -> None:
         if step == 2:
-            os.kill(os.getpid(), signal.SIGINT)  # our handler only sets a flag; the loop stops after the step
+            os.kill(os.getpid(), signum)  # our handler only sets a flag; the loop stops after the step
 
-    with pytest.raises(KeyboardInterrupt, match="SIGINT"):
-        _train(tiny_pipe, _config(5), out, on_step_end=send_sigint)
+    with pytest.raises(KeyboardInterrupt, match=signal.Signals(signum).name):
+        _train(tiny_pipe, _config(5), out, on_step_end=send_signal)
     assert load_checkpoint(checkpoint_path(out))["step"] == 2
-    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signum) is before
 
 
 def _grads(unet) -> list[torch.Tensor]:
@@ -195,3 +240,15 @@ def test_dynamic_resolution_draws_buckets_per_trajectory(tiny_pipe):
     assert torch.isfinite(
         torch.tensor(train_step(task, task.unet, optimizer, generator, lambda loss: loss.backward()))
     )
+
+
+def test_resolution_must_fit_the_unet_levels():
+    from types import SimpleNamespace
+
+    unet = SimpleNamespace(config=SimpleNamespace(block_out_channels=(320, 640, 1280)))
+    sdxl = SimpleNamespace(vae_scale_factor=8, unet=unet)  # SDXL's geometry: latents halved twice
+    assert check_resolution(sdxl, 512, "prompts[0]") == 512
+    with pytest.raises(
+        ValueError, match=r"prompts\[0\]: resolution 520: must be a multiple of 32 for this model"
+    ):
+        check_resolution(sdxl, 520, "prompts[0]")  # a multiple of 8: the YAML accepts it, SDXL's UNet not

@@ -217,3 +217,13 @@ def test_bad_inputs(tiny_pipe, tmp_path):
     other = VisualSliderTask(tiny_pipe, corpus, VisualSliderConfig(batch_size=2))
     with pytest.raises(ValueError, match="other visual settings"):
         other.load_state_dict(state)
+
+
+def test_resume_refuses_a_corpus_that_changed(tiny_pipe, tmp_path):
+    corpus = make_corpus(tmp_path / "c")
+    state = VisualSliderTask(tiny_pipe, corpus, VisualSliderConfig()).state_dict()
+    VisualSliderTask(tiny_pipe, Corpus.open(corpus.root), VisualSliderConfig()).load_state_dict(state)
+    _image(9, 0.5).save(corpus.root / "after" / "p1.png")  # same pair count, other image
+    changed = VisualSliderTask(tiny_pipe, Corpus.open(corpus.root), VisualSliderConfig())
+    with pytest.raises(ValueError, match="corpus .* changed since the checkpoint"):
+        changed.load_state_dict(state)

@@ -146,7 +146,7 @@ def text_config_from_args(args: argparse.Namespace) -> TextSliderConfig:
     )  # fmt: skip
 
 
-def _device(device: str | None) -> str | None:
+def process_device(device: str | None) -> str | None:
     """The requested device; under `accelerate launch`, this process's own GPU by default."""
     import torch
 
@@ -164,7 +164,7 @@ def run_text(args: argparse.Namespace) -> int:
     config = text_config_from_args(args)
     if args.out.suffix != ".safetensors":
         raise ValueError(f"--out {args.out}: a slider file must end in .safetensors")
-    pipe = load_sdxl(args.model, device=_device(args.device), dtype=args.dtype)
+    pipe = load_sdxl(args.model, device=process_device(args.device), dtype=args.dtype)
     out = train_text_slider(pipe, config, args.out, base_model=args.model, resume=args.resume,
                             show_progress=not args.quiet)  # fmt: skip
     csv_path, png_path = loss_paths(out)

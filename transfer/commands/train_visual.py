@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from transfer.commands.train import add_common_options
+from transfer.commands.train import add_common_options, process_device
 
 
 def register_visual(kinds: argparse._SubParsersAction) -> None:
@@ -67,7 +67,7 @@ def run_visual(args: argparse.Namespace) -> int:
     if args.out.suffix != ".safetensors":
         raise ValueError(f"--out {args.out}: a slider file must end in .safetensors")
     corpus = Corpus.open(args.pairs)
-    pipe = load_sdxl(args.model, device=args.device, dtype=args.dtype)
+    pipe = load_sdxl(args.model, device=process_device(args.device), dtype=args.dtype)  # own GPU per process
     out = train_visual_slider(pipe, corpus, config, args.out, base_model=args.model, resume=args.resume,
                               show_progress=not args.quiet)  # fmt: skip
     csv_path, png_path = loss_paths(out)
