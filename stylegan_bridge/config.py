@@ -86,7 +86,10 @@ class GeneratorConfig:
         """Build from NVlabs `Generator(**kwargs)` arguments (nested `mapping_kwargs`); unknown keys are errors."""
         kwargs = dict(kwargs)
         flat: dict[str, Any] = {}
-        mapping = dict(kwargs.pop("mapping_kwargs", None) or {})
+        mapping = kwargs.pop("mapping_kwargs", None) or {}
+        if not isinstance(mapping, Mapping):
+            raise ValueError(f"{source}: mapping_kwargs must be a dict, got {type(mapping).__name__}")
+        mapping = dict(mapping)
         for key, value in mapping.items():
             if key not in _MAPPING_FIELDS:
                 raise ValueError(f"{source}: unknown mapping_kwargs key {key!r}")
@@ -103,7 +106,11 @@ class GeneratorConfig:
         for name in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"):
             if name not in flat:
                 raise ValueError(f"{source}: missing generator argument {name!r}")
-        return cls(**_coerce(flat), extra=extra)
+        try:
+            coerced = _coerce(flat)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: {error}") from None
+        return cls(**coerced, extra=extra)
 
     def to_init_kwargs(self) -> dict[str, Any]:
         """NVlabs-style keyword arguments: synthesis keys flat, mapping keys under `mapping_kwargs`."""
@@ -139,18 +146,26 @@ def _coerce(flat: dict[str, Any]) -> dict[str, Any]:
     """Plain Python numbers (pickles may hold numpy scalars; JSON holds 2.0 for 2)."""
     out = {}
     for key, value in flat.items():
-        if key in _INT_FIELDS and value is not None:
-            if float(value) != int(value):
-                raise ValueError(f"generator argument {key!r} must be an integer, got {value!r}")
-            value = int(value)
-        elif key in _FLOAT_FIELDS and value is not None:
-            value = float(value)
-        elif key == "use_radial_filters":
-            value = bool(value)
-        elif key == "conv_clamp" and value is not None:
-            value = float(value)
-        out[key] = value
+        try:
+            out[key] = _coerce_one(key, value)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"generator argument {key!r} has an invalid value {value!r}") from None
     return out
+
+
+def _coerce_one(key: str, value: Any) -> Any:
+    """One value as the plain Python type of its field (int fields must hold whole numbers)."""
+    if key == "use_radial_filters":
+        return bool(value)
+    if key == "conv_clamp" and value is None:
+        return None
+    if key in _INT_FIELDS:
+        if float(value) != int(value):
+            raise ValueError(f"{key} is not a whole number")
+        return int(value)
+    if key in _FLOAT_FIELDS or key == "conv_clamp":
+        return float(value)  # float(None) is a TypeError: a number is required
+    return value
 
 
 def _require(config: GeneratorConfig, name: str, ok: bool, message: str) -> None:

@@ -182,6 +182,11 @@ def check_generator(data: DirectionFile, G: nn.Module, source: str) -> None:
             raise ValueError(
                 f"{source}: direction {direction.name!r} uses layer(s) {sorted(missing)} the generator lacks"
             )
+        if direction.w is not None and direction.w.numel() != G.w_dim:
+            raise ValueError(
+                f"{source}: direction {direction.name!r} has {direction.w.numel()} values, the generator's "
+                f"w has {G.w_dim}"
+            )
     if recorded.get("fingerprint") and recorded["fingerprint"] != generator_fingerprint(G):
         warnings.warn(
             f"{source}: directions were found on a different generator (weights differ)", stacklevel=2

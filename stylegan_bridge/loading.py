@@ -34,6 +34,7 @@ def load_generator(
 ) -> Generator | nn.Module:
     """A StyleGAN3 generator in eval mode from .pkl / .safetensors / .pt, on `device` (CPU by default)."""
     path = Path(path)
+    device = resolve_device(device) if device is not None else None  # fail before the slow load
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if not path.exists():
@@ -54,6 +55,21 @@ def load_generator(
     else:
         raise ValueError(f"{path}: unknown generator format {suffix!r}; expected .pkl, .safetensors or .pt")
     return G.to(device) if device is not None else G
+
+
+def resolve_device(device: str | torch.device, option: str = "--device") -> torch.device:
+    """`device` as a torch.device; ValueError naming `option` when it is malformed or not available here."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{option} {device}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{option} {device}: CUDA is not available on this machine")
+    if resolved.type == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise ValueError(f"{option} {device}: MPS is not available on this machine")
+    return resolved
 
 
 def export_generator(G: Generator, path: str | Path) -> Path:
@@ -95,7 +111,11 @@ def _load_torch(path: Path) -> Generator:
         raise ValueError(
             f"{path}: not a readable weights-only torch file: {type(error).__name__}: {error}"
         ) from None
-    if not isinstance(data, dict) or "config" not in data or "state_dict" not in data:
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("config"), dict)
+        and isinstance(data.get("state_dict"), dict)
+    ):
         raise ValueError(
             f"{path}: expected a dict with 'config' and 'state_dict' (as `gan export --out x.pt` writes)"
         )

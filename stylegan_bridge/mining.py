@@ -9,6 +9,7 @@ have had in an uninterrupted run, and the PNG bytes are identical. Pairs already
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from pair_datasets import Corpus, CorpusInfo, contact_sheet
 from stylegan_bridge.direction_file import check_generator, file_sha256, load_directions
 from stylegan_bridge.edits import Edit, channel_edit, render
-from stylegan_bridge.loading import load_generator
+from stylegan_bridge.loading import load_generator, resolve_device
 from stylegan_bridge.style_space import StyleStats, resolve_layer, to_pil, ws_from_seeds
 
 SHEET_FILE = "contact_sheet.png"
@@ -48,11 +49,15 @@ class MiningConfig:
     def __post_init__(self) -> None:
         if self.pairs < 1:
             raise ValueError(f"--pairs must be >= 1, got {self.pairs}")
-        if not self.delta > 0:
-            raise ValueError(f"--delta must be > 0, got {self.delta}")
+        if not (self.delta > 0 and math.isfinite(self.delta)):
+            raise ValueError(f"--delta must be a finite number > 0, got {self.delta}")
+        if not math.isfinite(self.psi):
+            raise ValueError(f"--truncation must be a finite number, got {self.psi}")
+        if self.cutoff is not None and self.cutoff < 0:
+            raise ValueError(f"--truncation-cutoff must be >= 0, got {self.cutoff}")
         if (
             not self.levels
-            or any(not level > 0 for level in self.levels)
+            or any(not (level > 0 and math.isfinite(level)) for level in self.levels)
             or len(set(self.levels)) != len(self.levels)
         ):
             raise ValueError(f"--levels must be distinct positive numbers, got {list(self.levels)}")
@@ -107,7 +112,7 @@ def load_gan(
 ) -> tuple[nn.Module, Path]:
     """(generator in eval mode on `device`, its file) for a .pkl/.safetensors/.pt path or alias."""
     path = resolve_gan(name, aliases)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     G = load_generator(path, device=device, backend=backend)
     return G.to(device).eval().requires_grad_(False), path
 

@@ -229,11 +229,17 @@ def filtered_lrelu(
     if x.untyped_storage().data_ptr() == x_in.untyped_storage().data_ptr():
         x = x.clone()  # the in-place steps below must never write into the caller's tensor
     # leaky_relu commutes with the positive gain, so the order of the two does not matter.
-    x = F.leaky_relu_(x, slope) if slope != 1 else x
-    if gain != 1:
-        x.mul_(gain)
-    if clamp is not None:
-        x.clamp_(-clamp, clamp)
+    if torch.is_grad_enabled() and x.requires_grad:
+        # Autograd needs the intermediate values: out-of-place (training, e.g. the toy world's fit).
+        x = F.leaky_relu(x, slope) if slope != 1 else x
+        x = x * gain if gain != 1 else x
+        x = x.clamp(-clamp, clamp) if clamp is not None else x
+    else:
+        x = F.leaky_relu_(x, slope) if slope != 1 else x
+        if gain != 1:
+            x.mul_(gain)
+        if clamp is not None:
+            x.clamp_(-clamp, clamp)
     x = upfirdn2d(x, fd, down=down, flip_filter=flip_filter)
     assert x.shape == (n, c, out_h, out_w), (tuple(x.shape), (n, c, out_h, out_w))
     return x

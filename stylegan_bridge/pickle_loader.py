@@ -44,8 +44,18 @@ class PersistentObject:
         self.state: dict[str, Any] = meta["state"]
         # meta["module_src"] is deliberately dropped unread: it is the code NVlabs would exec.
 
+    def __setstate__(self, state: Any) -> None:
+        # A BUILD opcode aimed at this object would overwrite the checked `state` with anything.
+        raise pickle.UnpicklingError("refused: pickle rebuilds a persistent object's state")
+
     def __repr__(self) -> str:
         return f"PersistentObject({self.class_name})"
+
+
+def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
+    # A function, not the class: pickle's NEWOBJ (`cls.__new__(cls)` + BUILD) on the class would make a
+    # PersistentObject without the checks of __init__; on a function it fails.
+    return PersistentObject(meta)
 
 
 class _EasyDict(dict):
@@ -75,7 +85,7 @@ def _frombuffer(buf: Any, dtype: np.dtype, shape: tuple[int, ...], order: str) -
 
 def _allowed() -> dict[tuple[str, str], Callable[..., Any] | type]:
     table: dict[tuple[str, str], Callable[..., Any] | type] = {
-        ("torch_utils.persistence", "_reconstruct_persistent_obj"): PersistentObject,
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
         ("dnnlib.util", "EasyDict"): _EasyDict,
         ("torch.storage", "_load_from_bytes"): _load_storage,
         ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
@@ -142,6 +152,9 @@ def read_pickle(path: str | Path) -> Any:
             TypeError,
             ValueError,
             RuntimeError,
+            AssertionError,  # torch's legacy storage reader asserts on corrupt storage keys
+            OverflowError,  # a corrupt length field
+            MemoryError,
         ) as error:
             raise ValueError(
                 f"{path}: not a readable network pickle (truncated or not a pickle?): {type(error).__name__}: {error}"
@@ -153,6 +166,9 @@ def flat_state_dict(obj: PersistentObject, prefix: str = "") -> dict[str, torch.
     state = obj.state
     out: dict[str, torch.Tensor] = {}
     non_persistent = set(state.get("_non_persistent_buffers_set") or ())
+    for kind in ("_parameters", "_buffers", "_modules"):
+        if not isinstance(state.get(kind) or {}, dict):
+            raise ValueError(f"module {prefix or '<root>'}: {kind} is not a dict")
     for kind in ("_parameters", "_buffers"):
         for name, tensor in (state.get(kind) or {}).items():
             if tensor is None or (kind == "_buffers" and name in non_persistent):
@@ -201,7 +217,10 @@ def generator_from_pickle_object(data: Any, source: str) -> tuple[GeneratorConfi
         raise ValueError(f"{source}: {key} has positional init args; expected keyword arguments only")
     kwargs = _plain(module.state.get("_init_kwargs") or {})
     config = GeneratorConfig.from_init_kwargs(kwargs, source=f"{source}: {key} init kwargs")
-    state = flat_state_dict(module)
+    try:
+        state = flat_state_dict(module)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{source}: {key}: {error}") from None
     if "synthesis.input.freqs" not in state:
         raise ValueError(
             f"{source}: {key} ({module.class_name}) is not a StyleGAN3 generator (no synthesis.input)"

@@ -77,6 +77,17 @@ def load_sliders(specs: Sequence[SliderSpec], unet: torch.nn.Module) -> list[Loa
     return loaded
 
 
+def remove_adapters(unet: torch.nn.Module) -> None:
+    """Delete every peft adapter on `unet` (a training run leaves its slider attached and switched on).
+
+    Sampling afterwards with composed sliders on the same pipeline would otherwise add the trained
+    slider at +1, ungated, to every image.
+    """
+    names = list(getattr(unet, "peft_config", None) or {})
+    if names:
+        unet.delete_adapters(names)
+
+
 def img2img_pipeline(pipe: StableDiffusionXLPipeline) -> StableDiffusionXLImg2ImgPipeline:
     """An img2img pipeline sharing `pipe`'s components (no weights are copied or reloaded)."""
     edit = StableDiffusionXLImg2ImgPipeline(

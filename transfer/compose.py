@@ -198,8 +198,10 @@ class FusedComposition(Composition):
             current = stack.module.weight
             if not (_same(current, self._off[path]) or _same(current, self._on.get(path))):
                 if self._fused_now:
+                    self._restore_moved()
                     raise RuntimeError(
-                        f"{path}: the UNet's weights were moved or replaced while sliders were on"
+                        f"{path}: the UNet's weights were moved or replaced while sliders were on "
+                        "(the base weights are restored and the sliders switched off)"
                     )
                 # Moved (`.to`, offloading) while the sliders were off: adopt the new W0, rebuild W1 later.
                 self._off[path] = current.data
@@ -211,6 +213,17 @@ class FusedComposition(Composition):
         for path, stack in self._stacks.items():
             stack.module.weight.data = chosen[path]
         self._fused_now = self.weight != 0.0
+
+    @torch.no_grad()
+    def _restore_moved(self) -> None:
+        """After a move while fused: every module gets W0 back where its weight now lives; sliders off."""
+        for path, stack in self._stacks.items():
+            current = stack.module.weight
+            if not _same(current, self._off[path]):
+                self._off[path] = self._off[path].to(device=current.device, dtype=current.dtype)
+                current.data = self._off[path]
+        self._on, self._on_scales = {}, None
+        self._fused_now, self.weight = False, 0.0
 
     def close(self) -> None:
         """Give every module its original weight back and drop W1."""

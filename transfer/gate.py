@@ -42,6 +42,11 @@ def planned_timesteps(scheduler: Any, steps: int, strength: float | None = None)
             raise ValueError(f"--strength: must be in (0, 1], got {strength}")
         first = max(steps - min(int(steps * strength), steps), 0) * planner.order
         timesteps = timesteps[first:]
+        if not timesteps:
+            raise ValueError(
+                f"--strength {strength} with --steps {steps}: int(steps * strength) = 0 leaves no "
+                "denoising step; raise --strength or --steps"
+            )
     return timesteps
 
 
@@ -97,10 +102,10 @@ def default_gate(metadatas: Sequence[dict[str, str]]) -> tuple[GateSpec, str]:
             continue
         try:
             number = float(value)
-        except ValueError as error:
-            raise ValueError(
-                f"slider {index}: metadata {START_NOISE_KEY}={value!r} is not a number"
-            ) from error
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise ValueError(f"slider {index}: metadata {START_NOISE_KEY}={value!r} is not a finite number")
         source = f"slider {index} metadata"
         if 0.0 < number <= 1.0:
             return GateSpec(start_fraction=number), source

@@ -1,11 +1,13 @@
 """GAN → slider in one run: mine style-edit pairs, train a visual slider, sweep it over other prompts.
 
-Each stage writes into its own sub-folder of the run folder and is skipped when its output exists, so
-a stage can be re-run alone (delete its output, or name it in `redo`) or with its own command.
+Each stage writes into its own sub-folder of the run folder and is skipped when its output exists and
+its input did not change (new pairs re-train; a new slider or other sweep settings re-sweep), so a
+stage can be re-run alone (delete its output, or name it in `redo`) or with its own command.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +15,17 @@ from pathlib import Path
 from pair_datasets import Corpus
 from sliders.checkpoint import checkpoint_path
 from sliders.visual_slider import VisualSliderConfig, train_visual_slider
-from stylegan_bridge.mining import MiningConfig, channel_source, direction_source, gan_source, load_gan, mine
+from stylegan_bridge.mining import (
+    MiningConfig,
+    MiningReport,
+    channel_source,
+    direction_source,
+    gan_source,
+    load_gan,
+    mine,
+)
 from stylegan_bridge.style_space import style_stats
-from transfer.apply import SliderSpec, load_sliders
+from transfer.apply import SliderSpec, load_sliders, remove_adapters
 from transfer.gate import GateSpec
 from transfer.sdxl import load_sdxl
 from transfer.sweep import SweepSettings, run_sweep
@@ -58,11 +68,30 @@ class TransferPlan:
     def __post_init__(self) -> None:
         if (self.direction is None) == (self.layer is None or self.channel is None):
             raise ValueError("transfer: give --layer and --channel, or --direction (not both)")
+        if self.sample_steps < 1:  # checked here: SweepSettings would name apply's --steps
+            raise ValueError(f"--sample-steps must be >= 1, got {self.sample_steps}")
+        self.sweep_settings()  # the sweep's options fail now, not after mining and training
+        if self.stats_samples < 2:
+            raise ValueError(f"--stats-samples must be >= 2, got {self.stats_samples}")
         unknown = set(self.redo) - set(STAGES)
         if unknown:
             raise ValueError(
                 f"--redo: unknown stage(s) {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}"
             )
+
+    def sweep_settings(self) -> SweepSettings:
+        """The validated settings of the sweep stage."""
+        return SweepSettings(
+            prompts=self.prompts,
+            seeds=self.seeds,
+            sweep_scales=self.sweep_scales,
+            steps=self.sample_steps,
+            guidance=self.guidance,
+            width=self.size,
+            height=self.size,
+            gate=self.gate,
+            model=self.model,
+        )
 
     @property
     def corpus_dir(self) -> Path:
@@ -77,7 +106,7 @@ class TransferPlan:
         return self.out / "sweep"
 
 
-def mine_stage(plan: TransferPlan) -> Path:
+def mine_stage(plan: TransferPlan) -> MiningReport:
     """Render the before/after corpus from the GAN's style edit (resumes a partial corpus)."""
     G, path = load_gan(plan.gan, device=plan.device, aliases=plan.gan_aliases)
 
@@ -88,16 +117,22 @@ def mine_stage(plan: TransferPlan) -> Path:
         edit, source = direction_source(G, plan.direction, plan.direction_index, stats)
     else:
         edit, source = channel_source(G, plan.layer, plan.channel, stats())
-    report = mine(
+    return mine(
         G, edit, plan.corpus_dir, plan.mining, gan_source(G, path, source), name=plan.out.name or "transfer"
     )
-    return report.root
 
 
 def train_stage(plan: TransferPlan, pipe) -> Path:
-    """Train the visual slider from the corpus; a checkpoint left by an interrupted run is resumed."""
+    """Train the visual slider from the corpus; a checkpoint left by an interrupted run is resumed.
+
+    A checkpoint older than the slider file belongs to a finished run: re-training (redo, or a grown
+    corpus) then starts afresh instead of "resuming" a run that is already at its last step.
+    """
     corpus = Corpus.open(plan.corpus_dir)
-    resume = checkpoint_path(plan.slider_path).exists()
+    ckpt = checkpoint_path(plan.slider_path)
+    resume = ckpt.exists() and (
+        not plan.slider_path.exists() or ckpt.stat().st_mtime_ns > plan.slider_path.stat().st_mtime_ns
+    )
     return train_visual_slider(
         pipe, corpus, plan.slider, plan.slider_path, base_model=plan.model, resume=resume
     )
@@ -106,18 +141,7 @@ def train_stage(plan: TransferPlan, pipe) -> Path:
 def sweep_stage(plan: TransferPlan, pipe) -> dict:
     """Sweep the slider over the prompts (rows = seeds, columns = scales), with the gate."""
     sliders = load_sliders([SliderSpec(plan.slider_path, 1.0)], pipe.unet)
-    settings = SweepSettings(
-        prompts=plan.prompts,
-        seeds=plan.seeds,
-        sweep_scales=plan.sweep_scales,
-        steps=plan.sample_steps,
-        guidance=plan.guidance,
-        width=plan.size,
-        height=plan.size,
-        gate=plan.gate,
-        model=plan.model,
-    )
-    return run_sweep(pipe, sliders, settings, plan.sweep_dir)
+    return run_sweep(pipe, sliders, plan.sweep_settings(), plan.sweep_dir)
 
 
 def _needed(stage: str, output: Path, plan: TransferPlan) -> bool:
@@ -128,21 +152,25 @@ def run_transfer(plan: TransferPlan, say: Callable[[str], None] = print) -> dict
     """Run mine → train → sweep, skipping stages whose output exists; returns the output paths."""
     plan.out.mkdir(parents=True, exist_ok=True)
     manifest = plan.corpus_dir / "manifest.jsonl"
+    # A stage whose input changed runs again even if its output exists (new pairs -> new slider -> new sweep).
+    changed = False
     if _needed("mine", manifest, plan) or _mining_incomplete(plan):
         say(f"[1/3] mine: {plan.mining.pairs} seeds x {len(plan.mining.levels)} levels -> {plan.corpus_dir}")
-        mine_stage(plan)
+        changed = mine_stage(plan).written > 0
     else:
         say(f"[1/3] mine: kept {plan.corpus_dir}")
     pipe = None
-    if _needed("train", plan.slider_path, plan):
+    if changed or _needed("train", plan.slider_path, plan):
+        changed = True
         say(f"[2/3] train visual slider: {plan.slider.train.steps} steps -> {plan.slider_path}")
         pipe = load_sdxl(plan.model, device=plan.device)
         device = pipe.unet.device
         train_stage(plan, pipe)
+        remove_adapters(pipe.unet)  # the sweep composes the saved slider; the trained one must not stay on
         pipe.to(device)  # training moved the text encoders and VAE off the accelerator
     else:
         say(f"[2/3] train: kept {plan.slider_path}")
-    if _needed("sweep", plan.sweep_dir / "summary.json", plan):
+    if changed or _needed("sweep", plan.sweep_dir / "summary.json", plan) or _sweep_outdated(plan):
         say(
             f"[3/3] sweep: {len(plan.prompts)} prompts x {len(plan.seeds)} seeds x {len(plan.sweep_scales)} scales"
         )
@@ -156,6 +184,29 @@ def run_transfer(plan: TransferPlan, say: Callable[[str], None] = print) -> dict
         "slider": str(plan.slider_path),
         "sweep": str(plan.sweep_dir),
     }
+
+
+def _sweep_outdated(plan: TransferPlan) -> bool:
+    """Whether the kept sweep was made with other settings (prompts, seeds, scales, ...) or stopped early."""
+    try:
+        old = json.loads((plan.sweep_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    settings = plan.sweep_settings()
+    wanted = {
+        "prompts": list(settings.prompts),
+        "seeds": list(settings.seeds),
+        "scales": list(settings.sweep_scales or ()),
+        "steps": settings.steps,
+        "guidance": settings.guidance,
+        "size": [settings.width, settings.height],
+    }
+    gate = old.get("gate") or {}
+    return (
+        any(old.get(key) != value for key, value in wanted.items())
+        or gate.get("start_noise") != settings.gate.start_noise
+        or len(old.get("grids") or ()) != len(settings.prompts)
+    )
 
 
 def _mining_incomplete(plan: TransferPlan) -> bool:

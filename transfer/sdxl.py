@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionXLPipeline
 
+from stylegan_bridge.loading import resolve_device
+
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 
@@ -29,7 +31,7 @@ def choose_placement(device: str | None = None, dtype: str | None = None) -> Pla
             device = "mps"
         else:
             device = "cpu"
-    resolved = torch.device(device)
+    resolved = resolve_device(device)
     if dtype is not None:
         names = {
             "fp32": torch.float32,
@@ -64,7 +66,13 @@ def resolve_model(model: str) -> str:
 
 
 def _looks_like_path(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or model.endswith(SINGLE_FILE_SUFFIXES) or Path(model).exists()
+    # A hub id is `owner/name`: anything with a trailing slash or more than one '/' is a path.
+    return (
+        model.startswith((".", "/", "~"))
+        or model.endswith((*SINGLE_FILE_SUFFIXES, "/"))
+        or model.count("/") > 1
+        or Path(model).exists()
+    )
 
 
 def load_sdxl(
@@ -82,20 +90,18 @@ def load_sdxl(
     path = Path(model).expanduser()
     if _looks_like_path(model) and not path.exists():
         raise FileNotFoundError(f"--model {model}: no such file or folder")
+    if path.is_file() and path.suffix not in SINGLE_FILE_SUFFIXES:
+        raise ValueError(f"--model {model}: a single-file checkpoint must be .safetensors or .ckpt")
+    if path.is_dir() and not (path / "model_index.json").exists():
+        raise ValueError(f"--model {model}: folder has no model_index.json (not a diffusers pipeline)")
     try:
         if path.is_file():
-            if path.suffix not in SINGLE_FILE_SUFFIXES:
-                raise ValueError(f"--model {model}: a single-file checkpoint must be .safetensors or .ckpt")
             pipe = StableDiffusionXLPipeline.from_single_file(str(path), torch_dtype=placement.dtype)
         elif path.is_dir():
-            if not (path / "model_index.json").exists():
-                raise ValueError(
-                    f"--model {model}: folder has no model_index.json (not a diffusers pipeline)"
-                )
             pipe = StableDiffusionXLPipeline.from_pretrained(str(path), torch_dtype=placement.dtype)
         else:
             pipe = StableDiffusionXLPipeline.from_pretrained(model, torch_dtype=placement.dtype)
-    except OSError as error:
+    except (OSError, ValueError) as error:  # huggingface_hub's bad-repo-id error is a ValueError
         raise ValueError(f"--model {model}: could not load an SDXL pipeline ({error})") from error
     if placement.dtype != torch.float32:
         # The SDXL VAE overflows in fp16; keep it in fp32 (the pipeline upcasts its input itself).

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from stylegan_bridge.config import GeneratorConfig
 from stylegan_bridge.direction_file import (
     Direction,
     DirectionFile,
+    check_generator,
     generator_summary,
     load_directions,
     save_directions,
@@ -28,34 +28,8 @@ from stylegan_bridge.directions import (
     svm_direction,
 )
 from stylegan_bridge.edits import channel_edit, render
-from stylegan_bridge.loading import export_generator
-from stylegan_bridge.networks import Generator
 from stylegan_bridge.style_space import compute_style_stats, ws_from_seeds
 from transfer.cli import main
-
-TINY = GeneratorConfig(
-    z_dim=8,
-    w_dim=8,
-    img_resolution=16,
-    channel_base=128,
-    channel_max=16,
-    num_layers=4,
-    num_critical=1,
-    margin_size=2,
-    mapping_layers=1,
-)
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    """Style statistics never go to the user's ~/.cache from a test."""
-    monkeypatch.setenv("CONCEPT_TRANSFER_CACHE", str(tmp_path / "cache-home"))
-
-
-@pytest.fixture(scope="module")
-def G():
-    torch.manual_seed(0)
-    return Generator(TINY).eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +180,12 @@ def test_direction_file_round_trip_and_errors(G, tmp_path):
         load_directions(tmp_path / "x.safetensors")
     with pytest.raises(ValueError, match="needs field 'channel'"):
         Direction(kind="channel", name="bad", layer="L1_20_16")
+    check_generator(data, G, str(path))  # fits
+    short = DirectionFile("pca", [Direction(kind="w", name="pc0", w=torch.ones(5))])
+    with pytest.raises(
+        ValueError, match=r"d.safetensors: direction 'pc0' has 5 values, the generator's w has 8"
+    ):
+        check_generator(short, G, str(path))
 
 
 def test_load_callable_from_module_and_file(tmp_path):
@@ -218,11 +198,6 @@ def test_load_callable_from_module_and_file(tmp_path):
         load_callable("numpy:nope")
     with pytest.raises(ValueError, match="expected module:function"):
         load_callable("numpy")
-
-
-@pytest.fixture(scope="module")
-def gan_file(G, tmp_path_factory):
-    return export_generator(G, tmp_path_factory.mktemp("gan") / "tiny.safetensors")
 
 
 def test_cli_directions_channels_pca_svm(gan_file, tmp_path, capsys):
@@ -329,3 +304,20 @@ def test_cli_directions_user_errors_exit_2(gan_file, tmp_path, capsys):
         ]
     )
     assert code == 2 and "generator file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["svm", "--score", "numpy:mean", "--samples", "0"], "--samples must be >= 1, got 0"),
+        (["svm", "--labels", "x.csv", "--test-fraction", "1.5"], "--test-fraction must be in (0, 1)"),
+        (["channels", "--box", "0,0,0.5,0.5", "--batch", "0"], "--batch must be >= 1, got 0"),
+        (["pca", "--samples", "-1"], "--samples must be >= 1, got -1"),
+    ],
+)
+def test_cli_directions_bad_numbers_are_one_line(gan_file, tmp_path, capsys, argv, message):
+    command, *options = argv
+    full = ["directions", command, "--gan", str(gan_file), "--out", str(tmp_path / "d.safetensors"), *options]
+    assert main(full) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err

@@ -72,6 +72,12 @@ def test_errors_name_the_file(tmp_path, G):
     torch.save(G.state_dict(), state_only)
     with pytest.raises(ValueError, match=r"state\.pt: expected a dict with 'config' and 'state_dict'"):
         load_generator(state_only)
+    odd = tmp_path / "odd.pt"
+    torch.save({"config": 3, "state_dict": [1]}, odd)
+    with pytest.raises(ValueError, match=r"odd\.pt: expected a dict with 'config' and 'state_dict'"):
+        load_generator(odd)
+    with pytest.raises(ValueError, match=r"--device nowhere: not a torch device"):
+        load_generator(odd, device="nowhere")
     with pytest.raises(ValueError, match=r"export format must be \.safetensors or \.pt"):
         export_generator(G, tmp_path / "G.pkl")
 

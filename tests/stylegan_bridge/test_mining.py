@@ -5,47 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from PIL import Image
 
 from pair_datasets import Corpus, validate_corpus
-from stylegan_bridge.config import GeneratorConfig
 from stylegan_bridge.direction_file import file_sha256
 from stylegan_bridge.edits import channel_edit, render
-from stylegan_bridge.loading import export_generator
 from stylegan_bridge.mining import MiningConfig, mine, pair_id, parse_levels, resolve_gan
-from stylegan_bridge.networks import Generator
 from stylegan_bridge.style_space import compute_style_stats, to_pil, ws_from_seeds
 from transfer.cli import main
 
-TINY = GeneratorConfig(
-    z_dim=8,
-    w_dim=8,
-    img_resolution=16,
-    channel_base=128,
-    channel_max=16,
-    num_layers=4,
-    num_critical=1,
-    margin_size=2,
-    mapping_layers=1,
-)
 SOURCE = {
     "source": "stylegan3",
     "generator": {"file": "tiny.pkl", "sha256": "0" * 64},
     "edit": {"kind": "channel"},
 }
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    """Style statistics never go to the user's ~/.cache from a test."""
-    monkeypatch.setenv("CONCEPT_TRANSFER_CACHE", str(tmp_path / "cache-home"))
-
-
-@pytest.fixture(scope="module")
-def G():
-    torch.manual_seed(0)
-    return Generator(TINY).eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +154,10 @@ def test_resume_with_other_settings_is_refused(G, edit, tmp_path):
         ({"pairs": 0}, "--pairs"),
         ({"pairs": 1, "levels": (1.0, 1.0)}, "--levels"),
         ({"pairs": 1, "delta": 0}, "--delta"),
+        ({"pairs": 1, "delta": float("inf")}, "--delta"),
+        ({"pairs": 1, "levels": (1.0, float("nan"))}, "--levels"),
+        ({"pairs": 1, "psi": float("nan")}, "--truncation must"),
+        ({"pairs": 1, "cutoff": -3}, "--truncation-cutoff"),
     ],
 )
 def test_config_errors_name_the_option(kwargs, message):
@@ -196,11 +173,6 @@ def test_parse_levels_and_resolve_gan(tmp_path):
     assert resolve_gan("toy", {"toy": target}) == target
     with pytest.raises(FileNotFoundError, match="generator file not found \\(known names: toy\\)"):
         resolve_gan(tmp_path / "nope.pkl", {"toy": target})
-
-
-@pytest.fixture(scope="module")
-def gan_file(G, tmp_path_factory):
-    return export_generator(G, tmp_path_factory.mktemp("gan") / "tiny.safetensors")
 
 
 def test_cli_mine_by_channel_then_validate(gan_file, tmp_path, capsys):
@@ -393,3 +365,20 @@ def test_mined_corpus_trains_a_visual_slider(gan_file, tiny_sdxl_path, tmp_path,
     with safetensors.safe_open(str(out), "pt") as handle:
         summary = json.loads(handle.metadata()["concept_transfer.corpus"])
     assert summary["pairs"] == 4 and summary["levels"] == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--device", "nowhere"], "--device nowhere: not a torch device"),
+        (["--stats-samples", "1"], "--stats-samples must be >= 2, got 1"),
+        (["--truncation", "nan"], "--truncation must be a finite number"),
+        (["--delta", "inf"], "--delta must be a finite number > 0"),
+        (["--truncation-cutoff", "-3"], "--truncation-cutoff must be >= 0"),
+    ],
+)
+def test_cli_mine_user_errors_are_one_line(gan_file, tmp_path, capsys, extra, message):
+    argv = ["mine", "--gan", str(gan_file), "--layer", "1", "--channel", "0", "--pairs", "1"]
+    assert main([*argv, "--out", str(tmp_path / "c"), "--stats-cache", str(tmp_path / "cache"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err

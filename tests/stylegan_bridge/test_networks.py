@@ -142,6 +142,12 @@ def test_config_validation_and_init_kwargs_round_trip():
         GeneratorConfig.from_init_kwargs({**MICRO_T.to_init_kwargs(), "bogus": 1})
     with pytest.raises(ValueError, match="unknown mapping_kwargs key 'depth'"):
         GeneratorConfig.from_init_kwargs({**MICRO_T.to_init_kwargs(), "mapping_kwargs": {"depth": 2}})
+    for bad in ({"z_dim": "abc"}, {"z_dim": None}, {"channel_base": 2.5}, {"output_scale": [1]}):
+        key = next(iter(bad))
+        with pytest.raises(ValueError, match=rf"^x\.pkl: G_ema: generator argument '{key}' has an invalid"):
+            GeneratorConfig.from_init_kwargs({**MICRO_T.to_init_kwargs(), **bad}, source="x.pkl: G_ema")
+    with pytest.raises(ValueError, match="x.pkl: mapping_kwargs must be a dict"):
+        GeneratorConfig.from_init_kwargs({**MICRO_T.to_init_kwargs(), "mapping_kwargs": 3}, source="x.pkl")
     assert GeneratorConfig.from_json(MICRO_R.to_json()) == MICRO_R
     kwargs = MICRO_R.to_init_kwargs()
     assert kwargs["mapping_kwargs"] == {"num_layers": 2, "lr_multiplier": 0.01, "w_avg_beta": 0.998}

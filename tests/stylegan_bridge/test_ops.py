@@ -121,3 +121,18 @@ def test_filtered_lrelu_never_writes_into_its_input():
     before = x.clone()
     filtered_lrelu(x, gain=2.0, slope=0.2, clamp=0.1)  # no bias, no filters: the in-place path
     assert torch.equal(x, before)
+
+
+def test_filtered_lrelu_backpropagates_like_the_reference():
+    """Training a generator needs gradients through the fast path (no in-place ops under autograd)."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 8, 8, requires_grad=True)
+    fu = torch.tensor([0.25, 0.5, 0.25])
+    fd = torch.tensor([0.25, 0.5, 0.25])
+    filtered_lrelu(x, fu=fu, fd=fd, up=2, down=2, padding=(2, 2, 2, 2), gain=2.0, clamp=0.5).sum().backward()
+    fast = x.grad.clone()
+    x.grad = None
+    filtered_lrelu_ref(
+        x, fu=fu, fd=fd, up=2, down=2, padding=(2, 2, 2, 2), gain=2.0, clamp=0.5
+    ).sum().backward()
+    torch.testing.assert_close(fast, x.grad)

@@ -155,3 +155,34 @@ def test_read_pickle_returns_inert_objects(tmp_path, G_t):
     assert set(data) == {"G", "D", "G_ema", "augment_pipe", "training_set_kwargs"}
     assert type(data["G_ema"]).__name__ == "PersistentObject" and data["G_ema"].class_name == "Generator"
     assert data["training_set_kwargs"]["resolution"] == 32
+
+
+# Hand-written opcode streams that try to get around PersistentObject's checks.
+_PERSIST = b"ctorch_utils.persistence\n_reconstruct_persistent_obj\n"
+_META = b"}(X\x07\x00\x00\x00versionK\x06X\x05\x00\x00\x00state}u"
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        # NEWOBJ: cls.__new__(cls) then BUILD, skipping __init__'s checks.
+        b"\x80\x04}X\x05\x00\x00\x00G_ema" + _PERSIST + b")\x81" + _META + b"bs.",
+        # REDUCE with a valid meta, then BUILD replacing the checked state with an int.
+        b"\x80\x04}X\x05\x00\x00\x00G_ema" + _PERSIST + _META + b"\x85R}X\x05\x00\x00\x00stateK\x01sbs.",
+    ],
+    ids=["newobj", "build-after-reduce"],
+)
+def test_persistent_objects_cannot_be_forged(tmp_path, stream):
+    path = tmp_path / "forged.pkl"
+    path.write_bytes(stream)
+    with pytest.raises(ValueError, match=r"forged\.pkl: not a readable network pickle"):
+        load_nvlabs_pickle(path)
+
+
+def test_malformed_module_state_is_a_clear_error(tmp_path):
+    # A genuine persistent object whose _parameters is a number: an error naming the file, not a traceback.
+    meta = b"}(X\x07\x00\x00\x00versionK\x06X\x05\x00\x00\x00state}(X\x0b\x00\x00\x00_parametersK\x01X\x0c\x00\x00\x00_init_kwargs}(X\x05\x00\x00\x00z_dimK\x08X\x05\x00\x00\x00c_dimK\x00X\x05\x00\x00\x00w_dimK\x08X\x0e\x00\x00\x00img_resolutionK\x10X\x0c\x00\x00\x00img_channelsK\x03uuu"
+    path = tmp_path / "odd.pkl"
+    path.write_bytes(b"\x80\x04}X\x05\x00\x00\x00G_ema" + _PERSIST + meta + b"\x85Rs.")
+    with pytest.raises(ValueError, match=r"odd\.pkl: G_ema: module <root>: _parameters is not a dict"):
+        load_nvlabs_pickle(path)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_gan import TINY
 
-from stylegan_bridge.config import GeneratorConfig
 from stylegan_bridge.edits import Edit, channel_edit, render, w_edit
 from stylegan_bridge.networks import Generator
 from stylegan_bridge.style_space import (
@@ -23,24 +23,6 @@ from stylegan_bridge.style_space import (
     ws_from_seeds,
     z_from_seeds,
 )
-
-TINY = GeneratorConfig(
-    z_dim=8,
-    w_dim=8,
-    img_resolution=16,
-    channel_base=128,
-    channel_max=16,
-    num_layers=4,
-    num_critical=1,
-    margin_size=2,
-    mapping_layers=1,
-)
-
-
-@pytest.fixture(scope="module")
-def G():
-    torch.manual_seed(0)
-    return Generator(TINY).eval().requires_grad_(False)
 
 
 def test_layers_start_after_input_and_end_with_torgb(G):

@@ -66,6 +66,9 @@ def test_apply_edit_of_an_image(tiny_sdxl_path, tmp_path):
         (["--strength", "0.5"], "--strength: only meaningful with --image"),
         (["--size", "33"], "--size 33"),
         (["--seeds", "a,b"], "--seeds a,b: expected comma-separated integers"),
+        (["--composition", "fused", "--offload"], "--composition fused: cannot be used with --offload"),
+        (["--device", "nowhere"], "--device nowhere: not a torch device"),
+        (["--image", "missing.png"], "--image missing.png: no such file"),
     ],
 )
 def test_user_errors_are_one_line(tiny_sdxl_path, tmp_path, capsys, extra, message):
@@ -73,6 +76,27 @@ def test_user_errors_are_one_line(tiny_sdxl_path, tmp_path, capsys, extra, messa
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_bad_out_and_image_are_refused_before_loading(tiny_sdxl_path, tmp_path, capsys):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("x")
+    argv = ["apply", "--model", str(tiny_sdxl_path), "--prompt", "a", "--out", str(taken)]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: --out {taken}: exists and is not a folder")
+    assert "loading" not in captured.out
+    argv = ["apply", "--model", str(tiny_sdxl_path), "--prompt", "a", "--image", str(taken), "--out", "o"]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert "not a readable image" in captured.err and "loading" not in captured.out
+
+
+def test_bad_model_names_are_one_line(tmp_path, capsys):
+    # Not a hub id (trailing slash) and not an existing folder: named as a missing path, no hub lookup.
+    argv = ["apply", "--model", "no_such_dir/", "--prompt", "a", "--out", str(tmp_path / "o")]
+    assert cli.main(argv) == 2
+    assert "error: --model no_such_dir/: no such file or folder" in capsys.readouterr().err
 
 
 def test_option_parsers():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import safetensors
 
 from transfer.cli import main
@@ -34,7 +36,15 @@ def test_cli_trains_a_text_slider(tiny_sdxl_path, tmp_path, capsys):
         assert float(handle.get_tensor(alpha_key)) == 3.0
     assert meta["ss_network_dim"] == "2" and meta["ss_network_alpha"] == "3"
     assert meta["concept_transfer.kind"] == "text" and meta["concept_transfer.steps"] == "3"
-    assert "male old person" in meta["concept_transfer.prompts"] or "male" in meta["concept_transfer.prompts"]
+    prompts = json.loads(meta["concept_transfer.prompts"])
+    assert prompts["preserve"] == ["male", "female"]
+    entry = prompts["entries"][0]
+    assert (entry["target"], entry["positive"], entry["unconditional"]) == (
+        "person",
+        "old person",
+        "young person",
+    )
+    assert entry["neutral"] == "person" and entry["guidance_scale"] == 4.0 and entry["action"] == "enhance"
     assert len((tmp_path / "age.loss.csv").read_text().splitlines()) == 4
     assert (tmp_path / "age.loss.png").stat().st_size > 0
     assert str(out) in capsys.readouterr().out

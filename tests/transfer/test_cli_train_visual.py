@@ -43,6 +43,9 @@ def _train(tiny_sdxl_path, corpus, out, *extra: str) -> int:
 def test_cli_trains_a_visual_slider_that_diffusers_loads(tiny_sdxl_path, corpus, tmp_path, capsys):
     from diffusers import StableDiffusionXLPipeline
 
+    from sliders.lora import slider_scale
+    from sliders.slider_file import load_factors_into_unet, load_slider
+
     out = tmp_path / "brighter.safetensors"
     assert _train(tiny_sdxl_path, corpus, out, "--steps", "3", "--batch-size", "2", "--augment") == 0
     assert f"slider: {out}" in capsys.readouterr().out
@@ -67,6 +70,11 @@ def test_cli_trains_a_visual_slider_that_diffusers_loads(tiny_sdxl_path, corpus,
         pipe.set_adapters(["brighter"], [3.0])
         slid = unet(x, 500, **cond).sample
     assert (slid - base).abs().max() > 1e-4
+    # ... and diffusers' reading agrees with ours, as for text sliders
+    ours = StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl_path)).unet
+    load_factors_into_unet(ours, load_slider(out).factors)
+    with torch.no_grad(), slider_scale(ours, 3.0):
+        torch.testing.assert_close(ours(x, 500, **cond).sample, slid, atol=1e-5, rtol=0)
 
 
 def test_cli_resume_is_exact(tiny_sdxl_path, corpus, tmp_path):

@@ -154,6 +154,7 @@ def test_fused_swaps_cached_weights_and_refuses_only_when_scales_change(unet, sl
 
 
 def test_fused_follows_a_unet_moved_between_images(unet, sliders):
+    base = _forward(unet)
     expected = _reference(unet, sliders, SCALES)
     composition = compose_sliders(unet, sliders, SCALES)
     composition.set_weight(1.0)
@@ -164,3 +165,11 @@ def test_fused_follows_a_unet_moved_between_images(unet, sliders):
     unet.to(torch.float64)
     with pytest.raises(RuntimeError, match="moved or replaced while sliders were on"):
         composition.set_weight(0.5)
+    # The fused weights do not leak: the moved UNet is the base model again, and usable.
+    assert composition.weight == 0.0
+    unet.to(torch.float32)
+    torch.testing.assert_close(_forward(unet), base, atol=0, rtol=0)
+    composition.set_weight(1.0)
+    torch.testing.assert_close(_forward(unet), expected, atol=1e-4, rtol=1e-4)
+    composition.close()
+    torch.testing.assert_close(_forward(unet), base, atol=0, rtol=0)

@@ -35,6 +35,9 @@ def test_planned_timesteps_and_fractions(tiny_pipe):
     assert start_noise_from_fraction(timesteps, 1.0) == NEVER
     with pytest.raises(ValueError, match="--start-fraction"):
         start_noise_from_fraction(timesteps, 1.5)
+    # img2img with so little strength that no step is left: an error naming both options.
+    with pytest.raises(ValueError, match=r"--strength 0.2 with --steps 4: .* leaves no denoising step"):
+        planned_timesteps(tiny_pipe.scheduler, STEPS, strength=0.2)
 
 
 def test_gate_spec_resolution_and_errors():
@@ -55,6 +58,8 @@ def test_default_gate_reads_slider_metadata():
     assert default_gate([{}]) == (GateSpec(start_noise=750.0), "default")
     with pytest.raises(ValueError, match="slider 0: metadata concept_transfer.start_noise"):
         default_gate([{"concept_transfer.start_noise": "soon"}])
+    with pytest.raises(ValueError, match="slider 0: metadata concept_transfer.start_noise='inf'"):
+        default_gate([{"concept_transfer.start_noise": "inf"}])
 
 
 def _sample_with_probe(pipe, composition, gate, **kwargs):

@@ -104,6 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--composition",
         default=None,
+        choices=["fused", "lowrank", "peft"],
         help="how sliders combine: fused (default; no per-step cost), lowrank (default with --offload: "
         "fused weights cannot follow offloading), peft (the reference path)",
     )
@@ -123,6 +124,9 @@ def settings_from_args(args: argparse.Namespace):
 
     if args.strength is not None and args.image is None:
         raise ValueError("--strength: only meaningful with --image")
+    if args.offload and args.composition == "fused":
+        # Offloading moves the UNet's weights between devices inside each image; fused weights cannot follow.
+        raise ValueError("--composition fused: cannot be used with --offload; use lowrank or peft")
     width, height = parse_size(args.size) if args.size else (None, None)
     return SweepSettings(
         prompts=tuple(args.prompt),
@@ -145,7 +149,7 @@ def run_apply(args: argparse.Namespace) -> int:
     """Load the model and sliders, render, and print where the outputs are."""
     from tqdm import tqdm
 
-    from transfer.apply import load_sliders, parse_slider_spec
+    from transfer.apply import load_image, load_sliders, parse_slider_spec
     from transfer.sdxl import load_sdxl
     from transfer.sweep import run_sweep
 
@@ -154,8 +158,10 @@ def run_apply(args: argparse.Namespace) -> int:
     for spec in specs:  # fail before the (slow) model load
         if not spec.path.is_file():
             raise FileNotFoundError(f"--slider {spec.path}: no such file")
-    if settings.image is not None and not settings.image.is_file():
-        raise FileNotFoundError(f"--image {settings.image}: no such file")
+    if settings.image is not None:
+        load_image(settings.image)  # a missing or unreadable picture fails before the model loads
+    if args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(f"--out {args.out}: exists and is not a folder")
     if settings.sweep_scales is not None and not specs:
         raise ValueError("--scales: a sweep needs at least one --slider")
     print(f"loading {args.model} ...", flush=True)

@@ -27,6 +27,14 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def _require_positive(args: argparse.Namespace, *names: str) -> None:
+    """ValueError naming the option when one of `names` (argparse dests) is below 1."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     add_gan_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="direction file to write (.safetensors)")
@@ -91,6 +99,7 @@ def run_channels(args: argparse.Namespace) -> int:
 
     if sum(x is not None for x in (args.box, args.mask, args.score)) != 1:
         raise ValueError("give exactly one of --box, --mask or --score")
+    _require_positive(args, "batch", "top", "preview_rows")
     G, _ = gan_from_args(args)
     stats = stats_from_args(G, args)
     size = G.img_resolution
@@ -124,6 +133,7 @@ def run_pca(args: argparse.Namespace) -> int:
     from stylegan_bridge.direction_file import DirectionFile, generator_summary
     from stylegan_bridge.directions import pca_directions
 
+    _require_positive(args, "samples", "preview_rows")
     G, _ = gan_from_args(args)
     found = pca_directions(G, args.samples, args.components, args.seed, args.truncation)
     details = {"samples": args.samples, "seed": args.seed, "psi": args.truncation}
@@ -148,6 +158,9 @@ def run_svm(args: argparse.Namespace) -> int:
 
     if (args.labels is None) == (args.score is None):
         raise ValueError("give exactly one of --labels or --score")
+    _require_positive(args, "batch", "samples", "preview_rows")
+    if not 0.0 < args.test_fraction < 1.0:
+        raise ValueError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
     G, _ = gan_from_args(args)
     if args.labels is not None:
         seeds, labels = read_label_csv(args.labels)

@@ -16,8 +16,13 @@ if TYPE_CHECKING:  # torch loads only when a command runs, not to build the pars
 
 
 def gan_aliases() -> dict[str, Path]:
-    """Names `--gan` accepts besides paths (the toy world's generator joins here once it ships)."""
-    return {}
+    """Names `--gan` accepts besides paths: `toy`, the toy world's StyleGAN3, once it is built."""
+    from transfer.toyworld.toy_gan import toy_gan_path  # lazy: keeps building the parser free of torch
+
+    try:
+        return {"toy": toy_gan_path()}
+    except FileNotFoundError:
+        return {}
 
 
 def add_gan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +57,8 @@ def stats_from_args(G: nn.Module, args: argparse.Namespace) -> StyleStats:
     """Per-channel style statistics of G (cached), as the --stats-* options ask."""
     from stylegan_bridge.style_space import style_stats
 
+    if args.stats_samples < 2:
+        raise ValueError(f"--stats-samples must be >= 2, got {args.stats_samples}")
     return style_stats(G, num_samples=args.stats_samples, psi=args.stats_psi, cache_dir=args.stats_cache)
 
 
