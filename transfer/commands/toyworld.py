@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-STAGE_CHOICES = ("vae", "decoder", "unet", "probe", "eval", "ship", "all")
+STAGE_CHOICES = ("vae", "decoder", "unet", "probe", "gan", "eval", "ship", "all")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,8 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="toyworld_command", metavar="ACTION", required=True)
     build = sub.add_parser(
         "build",
-        help="train the toy VAE, toy SDXL UNet and attribute probe, measure them and ship them",
-        description="Stages run in order vae, decoder, unet, probe, eval, ship; each resumes from its checkpoint "
+        help="train the toy VAE, toy SDXL UNet, attribute probe and toy StyleGAN3, measure them and ship them",
+        description="Stages run in order vae, decoder, unet, probe, gan, eval, ship; each resumes from its checkpoint "
         "in --work and is skipped once done. Delete the work folder to start again.",
     )
     build.add_argument(
@@ -36,7 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--decoder-steps", type=int, default=None, help="decoder fine-tuning steps (default 500)"
     )
     build.add_argument("--unet-steps", type=int, default=None, help="UNet training steps (default 2400)")
-    build.add_argument("--probe-steps", type=int, default=None, help="probe training steps (default 400)")
+    build.add_argument("--probe-steps", type=int, default=None, help="probe training steps (default 800)")
+    build.add_argument(
+        "--gan-steps", type=int, default=None, help="toy StyleGAN3 fitting steps (default 3600)"
+    )
     build.add_argument("--unet-images", type=int, default=None, help="world images encoded once for the UNet")
     build.add_argument(
         "--eval-samples", type=int, default=None, help="samples per prompt when measuring captions"
@@ -61,15 +64,16 @@ def config_from_args(args: argparse.Namespace):
         "decoder_steps": args.decoder_steps,
         "unet_steps": args.unet_steps,
         "probe_steps": args.probe_steps,
+        "gan_steps": args.gan_steps,
         "unet_images": args.unet_images,
         "eval_samples": args.eval_samples,
         "eval_guidance": args.eval_guidance,
         "seed": args.seed,
     }
     if args.steps is not None:
-        if args.stage not in ("vae", "decoder", "unet", "probe"):
+        if args.stage not in ("vae", "decoder", "unet", "probe", "gan"):
             raise ValueError(
-                f"--steps needs --stage vae, decoder, unet or probe (got --stage {args.stage}); use --vae-steps etc."
+                f"--steps needs --stage vae, decoder, unet, probe or gan (got --stage {args.stage}); use --vae-steps etc."
             )
         options[f"{args.stage}_steps"] = args.steps
     return BuildConfig(

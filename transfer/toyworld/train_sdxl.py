@@ -1,0 +1,149 @@
+"""Stage 2 of the toy SDXL: train the text_time UNet on the world's captions, save a diffusers folder.
+
+Epsilon prediction on the scaled_linear 1000-step schedule; the frozen random text encoders' embeddings of
+all 1,024 possible captions are computed once; 10% of samples get zeroed embeddings (the pipeline's
+`force_zeros_for_empty_prompt` unconditional); the saved UNet is the EMA of the trained one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler
+from tqdm import tqdm
+
+from transfer.toyworld.sdxl_parts import (
+    SCHEDULER_CONFIG,
+    assemble_pipeline,
+    build_text_encoders,
+    build_unet,
+    encode_captions,
+    time_ids,
+)
+from transfer.toyworld.training import (
+    EMA,
+    StageTimer,
+    load_checkpoint,
+    save_checkpoint,
+    warmup_cosine,
+    world_batch,
+)
+from transfer.toyworld.vae import encode_latents
+from transfer.toyworld.world import CAPTIONED, all_captions, caption_bins
+
+CAPTION_DROP_P = 0.3  # each phrase left out of a caption
+UNCOND_P = 0.1  # whole caption replaced by zero embeddings
+EMA_DECAY = 0.999
+
+
+def caption_index(bins: dict[str, int]) -> int:
+    """Index into `all_captions()` of the caption that mentions exactly `bins` (4 codes per attribute)."""
+    return sum(bins.get(name, 3) * 4**i for i, name in enumerate(CAPTIONED))
+
+
+@torch.no_grad()
+def build_latent_dataset(work: Path, vae: AutoencoderKL, n: int, seed: int) -> dict[str, torch.Tensor]:
+    """Encode `n` world images once (cached in work/unet_data.pt): latents [n, 4, 16, 16] and caption bins."""
+    path = work / "unet_data.pt"
+    data = load_checkpoint(path)
+    if data is not None and len(data["latents"]) == n:
+        return data
+    latents, bins = [], []
+    for i in tqdm(range(0, n, 256), desc="encode world", mininterval=10):
+        images, attrs = world_batch(seed + 1, i // 256, min(256, n - i))
+        latents.append(encode_latents(vae, images).half())
+        bins += [[caption_bins(a)[name] for name in CAPTIONED] for a in attrs]
+    data = {"latents": torch.cat(latents), "bins": torch.tensor(bins, dtype=torch.int64)}
+    save_checkpoint(path, data)
+    return data
+
+
+def sample_caption_ids(rng: np.random.Generator, bins: torch.Tensor) -> torch.Tensor:
+    """Per sample, drop each phrase with CAPTION_DROP_P, and return caption indices [B]."""
+    keep = rng.random(bins.shape) >= CAPTION_DROP_P
+    codes = np.where(keep, bins.numpy(), 3)
+    return torch.from_numpy((codes * 4 ** np.arange(len(CAPTIONED))).sum(axis=1))
+
+
+def train_unet(
+    work: Path,
+    steps: int = 2400,
+    batch_size: int = 32,
+    seed: int = 0,
+    lr: float = 6e-4,
+    n_images: int = 32768,
+    ckpt_every: int = 50,
+) -> Path:
+    """Train (or resume) the toy SDXL UNet under `work`; returns the saved pipeline folder `work/sdxl`."""
+    out = work / "sdxl"
+    if (work / "unet_done.json").exists():
+        return out
+    vae = AutoencoderKL.from_pretrained(work / "vae").eval().requires_grad_(False)
+    tokenizer, encoder_1, encoder_2 = build_text_encoders(seed)
+    unet = build_unet(seed)
+    pipe = assemble_pipeline(vae, unet, tokenizer, encoder_1, encoder_2)
+    embeds, pooled = encode_captions(pipe, all_captions())  # [1024, 32, 128], [1024, 64]
+    data = build_latent_dataset(work, vae, n_images, seed)
+    noise_scheduler = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "timestep_spacing"})
+
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-4)
+    ema = EMA(unet, EMA_DECAY)
+    ckpt_path = work / "unet_ckpt.pt"
+    state = load_checkpoint(ckpt_path)
+    start, timer = 0, StageTimer()
+    if state is not None:
+        unet.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        ema.load_state_dict(state["ema"])
+        start, timer = int(state["step"]), StageTimer(float(state["wall_s"]))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_cosine(s, steps, 100), last_epoch=start - 1
+    )
+    ids = time_ids(batch_size)
+
+    unet.train()
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="unet", mininterval=10)
+    for step in bar:
+        rng = np.random.default_rng([seed, 2, step])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        index = torch.from_numpy(rng.integers(0, len(data["latents"]), batch_size))
+        x0 = data["latents"][index].float()
+        cap = sample_caption_ids(rng, data["bins"][index])
+        uncond = torch.from_numpy(rng.random(batch_size) < UNCOND_P).view(-1, 1, 1)
+        e = torch.where(uncond, 0.0, embeds[cap])
+        p = torch.where(uncond.view(-1, 1), 0.0, pooled[cap])
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, 1000, (batch_size,), generator=gen)
+        xt = noise_scheduler.add_noise(x0, noise, t)
+        pred = unet(
+            xt, t, encoder_hidden_states=e, added_cond_kwargs={"text_embeds": p, "time_ids": ids}
+        ).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        ema.update(unet, step)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % ckpt_every == 0 or step + 1 == steps:
+            state = {
+                "model": unet.state_dict(),
+                "opt": opt.state_dict(),
+                "ema": ema.state_dict(),
+                "step": step + 1,
+                "wall_s": timer.total_s,
+                "loss": loss.item(),
+            }
+            save_checkpoint(ckpt_path, state)
+
+    unet.load_state_dict(ema.state_dict())
+    unet.eval()
+    pipe.save_pretrained(out, safe_serialization=True)
+    report = {"steps": steps, "batch_size": batch_size, "wall_s": round(timer.total_s, 1)}
+    (work / "unet_done.json").write_text(json.dumps(report, indent=2))
+    return out

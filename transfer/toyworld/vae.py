@@ -1,0 +1,155 @@
+"""Stage 1 of the toy SDXL: a small AutoencoderKL (x4 downsampling, latents [B, 4, 16, 16]) fitted to the world.
+
+The latent channels of a weakly KL-regularised VAE are far from unit scale (means near -2.5, stds 0.8-2),
+so the saved config carries per-channel `latents_mean` / `latents_std` and `scaling_factor` 1.0: the
+SDXL pipeline then decodes `z * std + mean`, and everything that encodes must apply `encode_latents`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+from tqdm import tqdm
+
+from transfer.toyworld.training import (
+    StageTimer,
+    load_checkpoint,
+    save_checkpoint,
+    warmup_cosine,
+    world_batch,
+)
+
+VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    block_out_channels=(16, 32, 64),
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=8,
+    sample_size=64,
+    scaling_factor=1.0,
+)
+KL_WEIGHT = 1e-6
+
+
+def build_vae() -> AutoencoderKL:
+    """A freshly initialised toy VAE."""
+    return AutoencoderKL(**VAE_CONFIG)
+
+
+def encode_latents(vae: AutoencoderKL, images: torch.Tensor, sample: bool = False) -> torch.Tensor:
+    """Images [B, 3, 64, 64] in [-1, 1] -> normalised latents [B, 4, 16, 16] (the UNet's space)."""
+    dist = vae.encode(images.to(vae.dtype)).latent_dist
+    z = dist.sample() if sample else dist.mean
+    cfg = vae.config
+    if cfg.latents_mean is not None:
+        mean = torch.tensor(cfg.latents_mean, dtype=z.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(cfg.latents_std, dtype=z.dtype).view(1, -1, 1, 1)
+        z = (z - mean) / std
+    return z * cfg.scaling_factor
+
+
+def decode_latents(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
+    """Inverse of `encode_latents`: normalised latents -> images in [-1, 1]."""
+    cfg = vae.config
+    z = latents / cfg.scaling_factor
+    if cfg.latents_mean is not None:
+        mean = torch.tensor(cfg.latents_mean, dtype=z.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(cfg.latents_std, dtype=z.dtype).view(1, -1, 1, 1)
+        z = z * std + mean
+    return vae.decode(z.to(vae.dtype)).sample
+
+
+@torch.no_grad()
+def latent_statistics(vae: AutoencoderKL, seed: int, n_batches: int = 16, batch_size: int = 64) -> tuple:
+    """Per-channel mean and std of the posterior means over fresh world images."""
+    zs = []
+    for i in range(n_batches):
+        images, _ = world_batch(seed + 7919, i, batch_size)
+        zs.append(vae.encode(images).latent_dist.mean)
+    z = torch.cat(zs)  # [N, 4, 16, 16]
+    return z.mean(dim=(0, 2, 3)).tolist(), z.std(dim=(0, 2, 3)).tolist()
+
+
+def vae_loss(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """L1 + MSE reconstruction of a posterior sample, plus a tiny KL term; returns (loss, PSNR dB)."""
+    posterior = vae.encode(images).latent_dist
+    recon = vae.decode(posterior.sample()).sample
+    mse = F.mse_loss(recon, images)
+    loss = F.l1_loss(recon, images) + mse + KL_WEIGHT * posterior.kl().mean()
+    psnr = 10 * torch.log10(4.0 / mse.detach()).item()  # the image range is 2 wide
+    return loss, psnr
+
+
+def train_vae(
+    work: Path,
+    steps: int = 500,
+    batch_size: int = 32,
+    seed: int = 0,
+    lr: float = 1e-3,
+    ckpt_every: int = 50,
+    stats_images: int = 1024,
+) -> Path:
+    """Train (or resume) the toy VAE under `work`; returns the saved diffusers folder `work/vae`."""
+    out = work / "vae"
+    if (out / "config.json").exists() and (work / "vae_done.json").exists():
+        return out
+    torch.manual_seed(seed)
+    vae = build_vae()
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    ckpt_path = work / "vae_ckpt.pt"
+    state = load_checkpoint(ckpt_path)
+    start = 0
+    timer = StageTimer()
+    if state is not None:
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start, timer = int(state["step"]), StageTimer(float(state["wall_s"]))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_cosine(s, steps, 50), last_epoch=start - 1
+    )
+
+    vae.train()
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="vae", mininterval=10)
+    for step in bar:
+        images, _ = world_batch(seed, step, batch_size)
+        loss, psnr = vae_loss(vae, images)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr:.1f}")
+        if (step + 1) % ckpt_every == 0 or step + 1 == steps:
+            state = {
+                "model": vae.state_dict(),
+                "opt": opt.state_dict(),
+                "step": step + 1,
+                "wall_s": timer.total_s,
+            }
+            save_checkpoint(ckpt_path, state)
+
+    vae.eval()
+    mean, std = latent_statistics(
+        vae, seed, n_batches=max(1, stats_images // 64), batch_size=min(64, stats_images)
+    )
+    vae.register_to_config(latents_mean=mean, latents_std=std)
+    vae.save_pretrained(out)
+    with torch.no_grad():
+        images, _ = world_batch(seed + 104729, 0, min(64, stats_images))
+        recon = decode_latents(vae, encode_latents(vae, images))
+        psnr = 10 * torch.log10(4.0 / F.mse_loss(recon, images)).item()
+    report = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "wall_s": round(timer.total_s, 1),
+        "heldout_psnr_db": psnr,
+    }
+    (work / "vae_done.json").write_text(json.dumps(report, indent=2))
+    return out
