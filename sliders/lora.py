@@ -32,16 +32,29 @@ TARGET_PRESETS: dict[str, tuple[re.Pattern[str], ...]] = {
 }
 
 
+def _adaptable_modules(unet: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """The UNet's Linear/Conv2d layers by path; a layer peft already wrapped counts once, as itself.
+
+    peft keeps its wrapper (and the original layer as `.base_layer`) even after an adapter is deleted,
+    so a second slider on the same UNet must see `...to_q`, not `...to_q.base_layer`.
+    """
+    wrapped: list[str] = []
+    for name, module in unet.named_modules():
+        if any(name.startswith(prefix + ".") for prefix in wrapped):
+            continue
+        if isinstance(module, LoraLayer):
+            wrapped.append(name)
+            yield name, module
+        elif isinstance(module, (nn.Linear, nn.Conv2d)):
+            yield name, module
+
+
 def target_module_names(unet: nn.Module, targets: str = "noxattn") -> list[str]:
     """Dotted paths of the UNet's Linear/Conv2d modules that the preset `targets` adapts."""
     if targets not in TARGET_PRESETS:
         raise ValueError(f"targets: unknown preset {targets!r}; choose one of {', '.join(TARGET_PRESETS)}")
     patterns = TARGET_PRESETS[targets]
-    names = [
-        name
-        for name, module in unet.named_modules()
-        if isinstance(module, (nn.Linear, nn.Conv2d)) and any(p.search("." + name) for p in patterns)
-    ]
+    names = [name for name, _ in _adaptable_modules(unet) if any(p.search("." + name) for p in patterns)]
     if not names:
         raise ValueError(f"targets: preset {targets!r} matches no module of this UNet")
     return names

@@ -1,8 +1,9 @@
 """`concept-transfer demo`: the whole journey (GAN channel → pairs → visual slider, text slider, sweeps).
 
-Until the toy world ships its trained models, the demo runs on tiny random-weight models built on the
-fly (an SDXL-architecture pipeline and a StyleGAN3 generator of our own): it exercises every stage and
-writes every file a real run writes, in about a minute on a laptop CPU, but its pictures mean nothing.
+When the toy world's trained models are shipped (toy SDXL, toy StyleGAN3, probe), the demo runs on them
+(`transfer.toyworld.demo`): the sliders are real and the probe measures them. Otherwise (or with
+`tiny=True`) it falls back to tiny random-weight models built on the fly (an SDXL-architecture pipeline
+and a StyleGAN3 generator of our own): every stage and file is real, but the pictures mean nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from stylegan_bridge.config import GeneratorConfig
 from stylegan_bridge.loading import export_generator
 from stylegan_bridge.mining import MiningConfig
 from stylegan_bridge.networks import Generator
-from transfer.apply import SliderSpec, load_sliders
+from transfer.apply import SliderSpec, load_sliders, remove_adapters
 from transfer.gate import GateSpec
 from transfer.recipe import TransferPlan, run_transfer
 from transfer.sdxl import load_sdxl
@@ -49,8 +50,20 @@ def build_tiny_models(folder: Path) -> tuple[Path, Path]:
     return sdxl, gan
 
 
-def run_demo(out: Path, say: Callable[[str], None] = print) -> dict:
-    """Run the interim demo into `out`; returns (and writes) its summary."""
+def run_demo(out: Path, say: Callable[[str], None] = print, tiny: bool = False) -> dict:
+    """Run the demo into `out` (toy world when shipped, else tiny models); returns (and writes) its summary."""
+    if not tiny:
+        from transfer.toyworld.demo import run_toy_demo, toy_assets
+
+        assets = toy_assets()
+        if assets is not None:
+            return run_toy_demo(out, say, assets)
+        say("demo: the toy world is not built (`concept-transfer toyworld build`); using tiny models.")
+    return run_tiny_demo(out, say)
+
+
+def run_tiny_demo(out: Path, say: Callable[[str], None] = print) -> dict:
+    """Run the interim demo on tiny random-weight models into `out`; returns (and writes) its summary."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     say("demo: tiny random-weight models built on the fly (the toy world replaces them once it ships);")
@@ -80,6 +93,7 @@ def run_demo(out: Path, say: Callable[[str], None] = print) -> dict:
     text_path = out / "text-slider" / "smile.safetensors"
     config = TextSliderConfig(prompts=(entry,), concept="smile", train=TrainSettings(steps=20, lr=1e-3))
     train_text_slider(pipe, config, text_path, base_model=str(sdxl), show_progress=False)
+    remove_adapters(pipe.unet)  # the sweep below composes the saved files; the trained adapter must go
 
     say("[apply] both sliders: sweep the text slider, hold the GAN slider at +1, gate at t=750")
     sliders = load_sliders([SliderSpec(text_path, 1.0), SliderSpec(Path(visual["slider"]), 1.0)], pipe.unet)
@@ -93,6 +107,13 @@ def run_demo(out: Path, say: Callable[[str], None] = print) -> dict:
         "text_slider": str(text_path),
         "composed_sweep": {"folder": str(out / "composed-sweep"), "grids": composed["grids"]},
         "seconds": round(time.perf_counter() - started, 1),
+    }
+    summary["look_at"] = {
+        "pairs": str(visual["contact_sheet"]),
+        "GAN sweep": f"{visual['sweep']}/grid_p00.png",
+        "loss curve": str(Path(visual["slider"]).with_suffix(".loss.png")),
+        "composed": str(out / "composed-sweep" / "grid_p00.png"),
+        "summary": str(out / "summary.json"),
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -121,3 +121,13 @@ def test_bad_rank_and_alpha(unet):
         attach_slider(unet, rank=0)
     with pytest.raises(ValueError, match="alpha"):
         attach_slider(unet, alpha=0)
+
+
+def test_a_second_slider_targets_the_same_modules_after_the_first_is_deleted(unet):
+    """peft keeps its wrappers after delete_adapters; a new slider must still find every target."""
+    first = attach_slider(unet, adapter_name="first")
+    unet.delete_adapters("first")
+    assert target_module_names(unet) == first
+    second = attach_slider(unet, adapter_name="second")
+    assert second == first
+    assert len(slider_parameters(unet, "second")) == 2 * len(first)

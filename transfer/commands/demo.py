@@ -16,6 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("demo-out"), metavar="DIR", help="(default demo-out)"
     )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="use tiny random-weight models even when the toy world is built (fast smoke run)",
+    )
     parser.set_defaults(func=run_demo_command)
 
 
@@ -23,11 +28,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
     """Run the demo and print its outputs."""
     from transfer.demo import run_demo
 
-    summary = run_demo(args.out)
+    summary = run_demo(args.out, tiny=args.tiny)
     print(f"\ndone in {summary['seconds']} s. Look at:")
-    print(f"  pairs:         {summary['gan_transfer']['contact_sheet']}")
-    print(f"  GAN sweep:     {summary['gan_transfer']['sweep']}/grid_p00.png")
-    print(f"  loss curve:    {Path(summary['gan_transfer']['slider']).with_suffix('.loss.png')}")
-    print(f"  composed:      {summary['composed_sweep']['folder']}/grid_p00.png")
-    print(f"  summary:       {args.out / 'summary.json'}")
+    width = max(len(label) for label in summary["look_at"]) + 2
+    for label, path in summary["look_at"].items():
+        print(f"  {label + ':':<{width}} {path}")
     return 0

@@ -1,0 +1,211 @@
+"""Slider quality on the toy world: does a slider move its attribute, monotonically, and only it?
+
+Trains (fixed seeds) a GAN-transferred eye-size slider (toy StyleGAN3 channel -> graded pairs -> visual
+slider) and a smile text slider under the `fast` and the `reference` x_t schedules with the same steps,
+then renders prompts x seeds at scales -2..2 (gated, start_noise 750) and reads every image with the
+attribute probe. Per slider:
+
+- spearman: Spearman(scale, target) per prompt/seed across the five scales, averaged (goal >= 0.9);
+  spearman_pooled: over all single samples pooled (mixes seed-to-seed variance);
+- effect_std: mean target change from -2 to +2, in world standard deviations;
+- off_target: mean over the other attributes of mean |change| (-2 -> +2, world stds) / |effect_std|
+  (goal <= 0.25);
+- structure_gated / structure_ungated: mean |pixel change| (0..1) between scale 0 and +-1 with the gate
+  and without it (slider on from the first step);
+- train_s: training wall time.
+
+    python benchmarks/quality.py                      # shipped toy world, CPU, ~10 min on 2 cores
+    python benchmarks/quality.py --slider eye=FILE:eye_size --slider smile=FILE:smile   # given files
+    ... --json                                        # last line: one JSON object
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from transfer.toyworld.slider_eval import (  # noqa: E402
+    SCALES,
+    SweepSpec,
+    measure_sweep,
+    quality,
+    render_sweep,
+    structure_change,
+)
+
+PROMPTS = ("a face with red hair", "a wide face", "a face with dark skin", "a narrow face with blue hair")
+
+
+def train_gan_slider(pipe, gan: Path, work: Path, steps: int, seed: int) -> tuple[Path, float]:
+    """Mine graded symmetric pairs from the toy GAN's eye channel (L3 ch 0) and train a visual slider."""
+    from pair_datasets import Corpus
+    from sliders.config import TrainSettings
+    from sliders.visual_slider import VisualSliderConfig, train_visual_slider
+    from stylegan_bridge.mining import MiningConfig, channel_source, gan_source, load_gan, mine
+    from stylegan_bridge.style_space import style_stats
+    from transfer.toyworld.toy_gan import EYE_CHANNEL, EYE_LAYER
+
+    started = time.perf_counter()
+    G, path = load_gan(gan, device="cpu")
+    stats = style_stats(G, num_samples=10_000, seed=seed, cache_dir=work / "cache")
+    edit, provenance = channel_source(G, EYE_LAYER, EYE_CHANNEL, stats)
+    config = MiningConfig(pairs=32, delta=1.0, levels=(1.0, 2.0), seed=seed, resolution=64, batch=16,
+                          symmetric=True)  # fmt: skip
+    report = mine(G, edit, work / "pairs", config, gan_source(G, path, provenance), progress=False)
+    settings = VisualSliderConfig(concept="eye size (toy GAN)", resolution=64, batch_size=8,
+                                  train=TrainSettings(steps=steps, lr=1e-3, seed=seed))  # fmt: skip
+    out = train_visual_slider(pipe, Corpus.open(report.root), settings, work / "gan-eye.safetensors",
+                              base_model="toy", show_progress=False)  # fmt: skip
+    return out, time.perf_counter() - started
+
+
+def train_smile_slider(pipe, schedule: str, work: Path, steps: int, seed: int) -> tuple[Path, float]:
+    """A smile text slider trained with `schedule` (same prompts, steps, lr and seed for every schedule)."""
+    from sliders.config import TextSliderConfig, TrainSettings
+    from sliders.text_slider import train_text_slider
+    from transfer.toyworld.demo import DemoSettings, smile_entries
+
+    started = time.perf_counter()
+    demo = DemoSettings()  # the demo's measured settings: the benchmark measures what the demo ships
+    config = TextSliderConfig(prompts=smile_entries(demo.text_eta), concept="smile", schedule=schedule,
+                              train=TrainSettings(steps=steps, lr=demo.text_lr, seed=seed))  # fmt: skip
+    out = train_text_slider(pipe, config, work / f"smile-{schedule}.safetensors", base_model="toy",
+                            show_progress=False)  # fmt: skip
+    return out, time.perf_counter() - started
+
+
+def evaluate(pipe, probe, path: Path, target: str, prompts, seeds, steps: int, guidance: float) -> dict:
+    """Quality figures of one slider file (see the module docstring)."""
+    from sliders.slider_file import load_slider
+
+    factors = [load_slider(path, unet=pipe.unet).factors]
+    spec = SweepSpec(
+        prompts=tuple(prompts), seeds=tuple(seeds), scales=SCALES, steps=steps, guidance=guidance
+    )
+    gated = render_sweep(pipe, factors, spec)
+    result = quality(measure_sweep(probe, gated), SCALES, target)
+    ungated_spec = SweepSpec(prompts=spec.prompts, seeds=spec.seeds, scales=(-1.0, 0.0, 1.0), steps=steps,
+                             guidance=guidance, start_noise=None)  # fmt: skip
+    ungated = render_sweep(pipe, factors, ungated_spec)
+    result["structure_gated"] = structure_change(gated, SCALES)
+    result["structure_ungated"] = structure_change(ungated, ungated_spec.scales)
+    result["target"] = target
+    result["samples"] = len(prompts) * len(seeds)
+    return result
+
+
+def parse_slider(text: str) -> tuple[str, Path, str]:
+    """`name=FILE:attribute` -> (name, file, attribute)."""
+    from transfer.toyworld.world import ATTRIBUTE_NAMES
+
+    try:
+        name, rest = text.split("=", 1)
+        file, attribute = rest.rsplit(":", 1)
+    except ValueError:
+        raise ValueError(
+            f"--slider {text!r}: expected NAME=FILE:ATTRIBUTE, e.g. eye=eye.safetensors:eye_size"
+        ) from None
+    if attribute not in ATTRIBUTE_NAMES:
+        raise ValueError(
+            f"--slider {text!r}: unknown attribute {attribute!r}; one of {list(ATTRIBUTE_NAMES)}"
+        )
+    if not Path(file).is_file():
+        raise FileNotFoundError(f"--slider {text!r}: no such file {file}")
+    return name, Path(file), attribute
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train (or take) the sliders, measure them, print a table (and with --json, one JSON line last)."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="toy", help="toy SDXL folder (default: the shipped one)")
+    parser.add_argument("--gan", type=Path, help="toy StyleGAN3 (default: the shipped one)")
+    parser.add_argument("--probe", type=Path, help="probe folder (default: the shipped one)")
+    parser.add_argument("--slider", action="append", default=[], metavar="NAME=FILE:ATTR",
+                        help="measure these files instead of training (repeatable)")  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=8, help="seeds per prompt (8; x 4 prompts = 32)")
+    parser.add_argument("--visual-steps", type=int, default=200)
+    parser.add_argument("--text-steps", type=int, default=300)
+    parser.add_argument(
+        "--schedules", default="fast,reference", help="text-slider schedules (fast,reference)"
+    )
+    parser.add_argument("--steps", type=int, default=20, help="sampling steps (20)")
+    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--work", type=Path, help="keep the trained sliders here (default: a temp folder)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from transfer.sdxl import load_sdxl
+    from transfer.toyworld import assets_dir
+    from transfer.toyworld.demo import find_probe_folder
+    from transfer.toyworld.probe import load_probe
+    from transfer.toyworld.toy_gan import toy_gan_path
+
+    started = time.perf_counter()
+    probe_folder = args.probe or find_probe_folder(assets_dir())
+    if probe_folder is None:
+        raise FileNotFoundError(f"no probe under {assets_dir()}: run `concept-transfer toyworld build`")
+    probe = load_probe(probe_folder)
+    pipe = load_sdxl(args.model, device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        jobs: list[tuple[str, Path, str, float | None]] = []
+        if args.slider:
+            jobs = [(*parse_slider(s), None) for s in args.slider]
+        else:
+            path, seconds = train_gan_slider(
+                pipe, args.gan or toy_gan_path(), work, args.visual_steps, args.seed
+            )
+            pipe = load_sdxl(args.model, device="cpu")  # a clean UNet: peft leaves wrappers behind
+            jobs.append(("gan_eye_size", path, "eye_size", seconds))
+            for schedule in args.schedules.split(","):
+                path, seconds = train_smile_slider(pipe, schedule, work, args.text_steps, args.seed)
+                pipe = load_sdxl(args.model, device="cpu")  # a clean UNet: peft leaves wrappers behind
+                jobs.append((f"text_smile_{schedule}", path, "smile", seconds))
+        torch.set_grad_enabled(False)
+        seeds = [args.seed + i for i in range(args.seeds)]
+        results = {}
+        for name, path, target, seconds in jobs:
+            results[name] = evaluate(pipe, probe, path, target, PROMPTS, seeds, args.steps, args.guidance)
+            results[name]["train_s"] = None if seconds is None else round(seconds, 1)
+
+    print(f"{'slider':<24}{'target':<10}{'spearman':>9}{'pooled':>8}{'effect':>8}{'off-tgt':>8}"
+          f"{'struct g':>9}{'struct u':>9}{'train s':>9}")  # fmt: skip
+    for name, r in results.items():
+        print(f"{name:<24}{r['target']:<10}{r['spearman']:>9.3f}{r['spearman_pooled']:>8.3f}"
+              f"{r['effect_std']:>8.2f}{r['off_target']:>8.1%}{r['structure_gated']:>9.4f}"
+              f"{r['structure_ungated']:>9.4f}{r['train_s'] or 0:>9.1f}")  # fmt: skip
+    summary = {
+        "benchmark": "quality",
+        "world": "toy",
+        "prompts": list(PROMPTS),
+        "seeds_per_prompt": args.seeds,
+        "scales": list(SCALES),
+        "gate_start_noise": 750,
+        "sampling": {"steps": args.steps, "guidance": args.guidance},
+        "goals": {"spearman": ">= 0.9", "off_target": "<= 0.25"},
+        "sliders": results,
+        "seconds": round(time.perf_counter() - started, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
