@@ -162,8 +162,8 @@ def bench_schedule(
             "bipolar": config.bipolar}  # fmt: skip
 
 
-def load_model(args):
-    """The pipeline to benchmark, and a name for it."""
+def load_model(args, scratch: Path):
+    """The pipeline to benchmark and a name for it (the tiny fixture is built under `scratch`)."""
     from transfer.sdxl import load_sdxl
 
     if args.arch == "sdxl":
@@ -171,11 +171,13 @@ def load_model(args):
             raise SystemExit(
                 "error: --arch sdxl needs a CUDA GPU (it builds the full SDXL in bf16); none found"
             )
-        return build_random_sdxl("cuda", torch.bfloat16), "sdxl-architecture (random weights, bf16)"
+        pipe = build_random_sdxl("cuda", torch.bfloat16)
+        pipe.vae.to(torch.float32)  # as load_sdxl: the SDXL VAE runs in fp32
+        return pipe, "sdxl-architecture (random weights, bf16 UNet)"
     if args.model is None:
         from transfer.tiny_sdxl import build_tiny_sdxl
 
-        folder = build_tiny_sdxl(Path(tempfile.mkdtemp(prefix="tiny_sdxl_")) / "model")
+        folder = build_tiny_sdxl(scratch / "tiny_sdxl")
         return load_sdxl(str(folder), device=args.device), "tiny fixture (transfer.tiny_sdxl)"
     return load_sdxl(args.model, device=args.device), args.model
 
@@ -198,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    pipe, name = load_model(args)
+    with tempfile.TemporaryDirectory(prefix="text_bench_") as scratch:
+        pipe, name = load_model(args, Path(scratch))  # weights are in memory once loaded
     default_res = "512,1024" if args.arch == "sdxl" else ("32" if args.model is None else "512")
     resolutions = [int(r) for r in (args.resolutions or default_res).split(",")]
     grad_ckpt = args.gradient_checkpointing or args.arch == "sdxl"

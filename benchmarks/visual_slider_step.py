@@ -34,7 +34,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from text_slider_step import PeakMemory, build_random_sdxl  # noqa: E402  (same folder)
+from text_slider_step import PeakMemory, load_model  # noqa: E402  (same folder)
 
 from pair_datasets import Corpus, CorpusInfo  # noqa: E402
 from pair_datasets.latent_cache import image_to_tensor  # noqa: E402
@@ -143,26 +143,6 @@ def bench(variants: dict[str, Variant], pipe, iters: int, warmup: int, rounds: i
         {"variant": name, "s_per_iter": statistics.median(v.seconds), "peak_memory_mib": memory[name]}
         for name, v in variants.items()
     ]
-
-
-def load_model(args, scratch: Path):
-    """The pipeline to benchmark and a name for it (the tiny fixture is built under `scratch`)."""
-    from transfer.sdxl import load_sdxl
-
-    if args.arch == "sdxl":
-        if not torch.cuda.is_available():
-            raise SystemExit(
-                "error: --arch sdxl needs a CUDA GPU (it builds the full SDXL in bf16); none found"
-            )
-        pipe = build_random_sdxl("cuda", torch.bfloat16)
-        pipe.vae.to(torch.float32)  # as load_sdxl: the SDXL VAE runs in fp32
-        return pipe, "sdxl-architecture (random weights, bf16 UNet)"
-    if args.model is None:
-        from transfer.tiny_sdxl import build_tiny_sdxl
-
-        folder = build_tiny_sdxl(scratch / "tiny_sdxl")
-        return load_sdxl(str(folder), device=args.device), "tiny fixture (transfer.tiny_sdxl)"
-    return load_sdxl(args.model, device=args.device), args.model
 
 
 def main(argv: list[str] | None = None) -> int:
