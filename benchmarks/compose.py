@@ -16,7 +16,8 @@ Default model: the tiny SDXL's text encoders and VAE with a *medium* SDXL-layout
 64/128/256 channels, two transformer levels, 31M parameters) at 32x32 latents: big enough
 that a UNet call (batch 2, CFG) takes about 0.2 s of CPU, so per-call overheads are measured against real
 convolution/attention work, yet a full run takes a few minutes on two cores. `--model` takes any SDXL
-(hub id, folder, single file, `toy`) for real numbers, preferably on a GPU.
+(hub id, folder, single file, `toy`) for real numbers, preferably on a GPU; `--arch sdxl` builds SDXL
+base's shapes with random weights in bf16 (as `text_slider_step.py --arch sdxl`), at 1024 px by default.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from diffusers import UNet2DConditionModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from text_slider_step import build_random_sdxl, device_name  # noqa: E402  (same folder)
+
 from sliders.lora import target_module_names  # noqa: E402
 from sliders.slider_file import LoraFactors  # noqa: E402
 from transfer.compose import compose_sliders  # noqa: E402
@@ -42,6 +45,10 @@ from transfer.sdxl import load_sdxl  # noqa: E402
 from transfer.tiny_sdxl import TEXT_HIDDEN, TEXT_PROJECTION, TIME_EMBED_DIM, build_tiny_sdxl  # noqa: E402
 
 COUNTS = (1, 10, 50)
+ARCH_NAMES = {
+    "medium": "medium SDXL-layout UNet (benchmarks/compose.py)",
+    "sdxl": "sdxl-architecture (random weights, bf16 UNet)",
+}
 
 
 def build_medium_unet() -> UNet2DConditionModel:
@@ -63,8 +70,15 @@ def build_medium_unet() -> UNet2DConditionModel:
     )
 
 
-def load_pipeline(model: str | None, device: str | None, dtype: str | None):
-    """The benchmark pipeline: `model` loaded as users load it, or the medium default."""
+def load_pipeline(model: str | None, device: str | None, dtype: str | None, arch: str = "medium"):
+    """The benchmark pipeline: `model` loaded as users load it, SDXL's shapes (random), or the medium default."""
+    if arch == "sdxl":
+        device = device or "cuda"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise SystemExit("error: --arch sdxl needs a CUDA GPU (the full SDXL UNet in bf16); none found")
+        pipe = build_random_sdxl(device, torch.bfloat16)
+        pipe.vae.to(torch.float32)
+        return pipe
     if model is not None:
         return load_sdxl(model, device=device, dtype=dtype)
     folder = build_tiny_sdxl(Path(tempfile.mkdtemp(prefix="compose_bench_")) / "tiny")
@@ -161,9 +175,9 @@ def _call(args) -> dict:
 
 def run(args) -> dict:
     """Time each method at each slider count against the base model; returns the JSON report."""
-    pipe = load_pipeline(args.model, args.device, args.dtype)
+    pipe = load_pipeline(args.model, args.device, args.dtype, args.arch)
     if args.size is None:
-        latent = 32 if args.model is None else pipe.unet.config.sample_size
+        latent = 32 if args.model is None and args.arch == "medium" else pipe.unet.config.sample_size
         args.size = latent * pipe.vae_scale_factor
     pristine = copy.deepcopy(pipe.unet)
     all_sliders = random_sliders(pipe.unet, max(COUNTS))
@@ -187,12 +201,12 @@ def run(args) -> dict:
     report.update(
         base_seconds={"min": round(min(base_times), 4), "max": round(max(base_times), 4)},
         clock="wall" if pipe.device.type == "cuda" else "process CPU time",
-        model=args.model or "medium SDXL-layout UNet (benchmarks/compose.py)",
+        model=args.model or ARCH_NAMES[args.arch],
         unet_parameters=sum(p.numel() for p in pristine.parameters()),
         steps=args.steps,
         size=args.size,
         repeats=args.repeats,
-        device=str(pipe.device),
+        device=device_name(pipe.device),
         dtype=str(pipe.unet.dtype).replace("torch.", ""),
         torch_threads=torch.get_num_threads(),
     )
@@ -205,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default=None, help="an SDXL model (default: the medium benchmark UNet)")
+    parser.add_argument(
+        "--arch", choices=list(ARCH_NAMES), default="medium", help="built model when no --model"
+    )
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None)
     parser.add_argument("--steps", type=int, default=12)

@@ -150,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, NVlabs {'yes' if with_nvlabs else 'no'}"
     )
     rows = []
-    for name in args.configs.split(","):
+    for name in filter(None, args.configs.split(",")):  # --configs "" times nothing on the CPU
         rows += bench_config(name, batches, torch.device("cpu"), args.min_seconds, with_nvlabs)
     if torch.cuda.is_available():
-        for name in args.gpu_configs.split(","):
+        for name in filter(None, args.gpu_configs.split(",")):
             rows += bench_config(name, batches, torch.device("cuda"), args.min_seconds, with_nvlabs)
     if args.json:
         summary = {

@@ -84,6 +84,13 @@ def build_random_sdxl(device: str = "cuda", dtype: torch.dtype = torch.bfloat16)
     return pipe.to(device, dtype)
 
 
+def device_name(device: torch.device) -> str:
+    """The device and, on CUDA, the GPU's name (so JSON lines from different cards are not compared)."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
 def _rss_kib() -> tuple[int, int]:
     """(current RSS, peak RSS) in KiB from /proc/self/status."""
     fields = {}
@@ -167,11 +174,13 @@ def load_model(args, scratch: Path):
     from transfer.sdxl import load_sdxl
 
     if args.arch == "sdxl":
-        if not torch.cuda.is_available():
+        # A CPU run (--device cpu, small --resolutions) only checks the code path: it takes minutes per step.
+        device = args.device or "cuda"
+        if device.startswith("cuda") and not torch.cuda.is_available():
             raise SystemExit(
                 "error: --arch sdxl needs a CUDA GPU (it builds the full SDXL in bf16); none found"
             )
-        pipe = build_random_sdxl("cuda", torch.bfloat16)
+        pipe = build_random_sdxl(device, torch.bfloat16)
         pipe.vae.to(torch.float32)  # as load_sdxl: the SDXL VAE runs in fp32
         return pipe, "sdxl-architecture (random weights, bf16 UNet)"
     if args.model is None:
@@ -213,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} {resolution}px {schedule:>10}: {result['s_per_iter']:.4f} s/iter, "
                   f"{result['unet_forwards_per_iter']:.2f} UNet forwards/iter, "
                   f"peak {result['peak_memory_mib']:.1f} MiB", flush=True)  # fmt: skip
-    summary = {"model": name, "device": str(pipe.unet.device), "dtype": str(pipe.unet.dtype).replace("torch.", ""),
+    summary = {"model": name, "device": device_name(pipe.unet.device), "dtype": str(pipe.unet.dtype).replace("torch.", ""),
                "gradient_checkpointing": grad_ckpt, "results": results, "speedup": {}}  # fmt: skip
     for resolution in resolutions:
         by_name = {r["schedule"]: r for r in results if r["resolution"] == resolution}

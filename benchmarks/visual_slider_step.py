@@ -34,7 +34,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from text_slider_step import PeakMemory, load_model  # noqa: E402  (same folder)
+from text_slider_step import PeakMemory, device_name, load_model  # noqa: E402  (same folder)
 
 from pair_datasets import Corpus, CorpusInfo  # noqa: E402
 from pair_datasets.latent_cache import image_to_tensor  # noqa: E402
@@ -114,7 +114,7 @@ class Variant:
             train_step(self.step, self.unet, self.optimizer, self.generator, lambda loss: loss.backward())
         if self.unet.device.type == "cuda":
             torch.cuda.synchronize()
-        return (time.perf_counter() - start) / iters
+        return (time.perf_counter() - start) / max(1, iters)  # warm-up may be 0
 
     def peak_memory(self, iters: int) -> float:
         """Peak memory (MiB) over `iters` steps."""
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
           f"one batched pass is {batching:.2f}x faster than two; latent cache built once in {cache_s:.2f} s "
           f"({ours.num_encoded} images)")  # fmt: skip
     summary = {
-        "model": name, "device": str(pipe.unet.device), "dtype": str(pipe.unet.dtype).replace("torch.", ""),
+        "model": name, "device": device_name(pipe.unet.device), "dtype": str(pipe.unet.dtype).replace("torch.", ""),
         "resolution": resolution, "iters": args.iters, "rounds": args.rounds, "gradient_checkpointing": settings.gradient_checkpointing,
         "results": results, "speedup_vs_original": round(speedup, 2), "batched_vs_separate": round(batching, 2),
         "cache_build_s": round(cache_s, 3), "images_encoded_once": ours.num_encoded,

@@ -51,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    build.add_argument(
+        "--device",
+        default=None,
+        metavar="{auto,cpu,cuda,cuda:N,mps}",
+        help="where the models train: auto (default) is cuda when available, else cpu",
+    )
     build.set_defaults(func=run_build_command)
 
 
@@ -69,6 +75,7 @@ def config_from_args(args: argparse.Namespace):
         "eval_samples": args.eval_samples,
         "eval_guidance": args.eval_guidance,
         "seed": args.seed,
+        "device": args.device,
     }
     if args.steps is not None:
         if args.stage not in ("vae", "decoder", "unet", "probe", "gan"):

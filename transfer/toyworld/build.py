@@ -12,12 +12,15 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from transfer.toyworld.toy_gan import TOY_GAN_FILE
+from transfer.toyworld.training import device_report
 
 STAGES = ("vae", "decoder", "unet", "probe", "gan", "eval", "ship")
 
@@ -39,8 +42,10 @@ class BuildConfig:
     eval_samples: int = 32
     eval_guidance: float = 5.0  # SDXL's default guidance_scale
     threads: int | None = None
+    device: str = "auto"  # "auto": cuda when available, else cpu
 
     def __post_init__(self) -> None:
+        self.resolved_device()  # a bad or unavailable device fails here, before any work
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ValueError(f"unknown toyworld stage(s) {unknown}; choose from {list(STAGES)} or 'all'")
@@ -55,6 +60,14 @@ class BuildConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def resolved_device(self) -> torch.device:
+        """The torch device the trainers run on; ValueError naming --device when it is bad or unavailable."""
+        from stylegan_bridge.loading import resolve_device
+
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return resolve_device(self.device, option="--device")
 
 
 def _read_json(path: Path) -> dict:
@@ -78,7 +91,7 @@ def load_trained_pipeline(work: Path):
     return StableDiffusionXLPipeline.from_pretrained(work / "sdxl", vae=vae)
 
 
-def run_eval(config: BuildConfig) -> dict:
+def run_eval(config: BuildConfig, device: torch.device | None = None) -> dict:
     """Measure caption following of the trained pipeline with the trained probe; writes work/eval.json."""
     from transfer.toyworld.evaluate import caption_following, save_grid
     from transfer.toyworld.probe import load_probe
@@ -87,9 +100,15 @@ def run_eval(config: BuildConfig) -> dict:
     pipe = load_trained_pipeline(config.work)
     probe = load_probe(config.work / "probe")
     report, images = caption_following(
-        pipe, probe, n=config.eval_samples, guidance=config.eval_guidance, seed=config.seed
+        pipe,
+        probe,
+        n=config.eval_samples,
+        guidance=config.eval_guidance,
+        seed=config.seed,
+        device=device or config.resolved_device(),
     )
     report["wall_s"] = round(time.monotonic() - start, 1)
+    report.update(device_report(device or config.resolved_device()))
     save_grid(images, config.work / "samples.png")
     _write_json(config.work / "eval.json", report)
     return report
@@ -120,6 +139,7 @@ def ship(config: BuildConfig) -> Path:
         "settings": {k: v for k, v in asdict(config).items() if k not in ("out", "work", "stages")},
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        **device_report(config.resolved_device()),
         "vae": _read_json(config.work / "vae_done.json"),
         "decoder": _read_json(config.work / "decoder_done.json"),
         "unet": _read_json(config.work / "unet_done.json"),
@@ -131,27 +151,40 @@ def ship(config: BuildConfig) -> Path:
     return config.out
 
 
-def train_gan(config: BuildConfig) -> None:
+def train_gan(config: BuildConfig, device: torch.device | None = None) -> None:
     """Fit the toy StyleGAN3 by regression (resumable), then export it with +style = bigger eyes."""
     from transfer.toyworld.toy_gan_fit import FitConfig, finalize, fit, fit_report
 
     work = config.work / "gan"
     if (config.work / "gan_done.json").exists():
         return
-    fit(FitConfig(work=work, steps=config.gan_steps, seed=config.seed))
+    device = device or config.resolved_device()
+    fit(FitConfig(work=work, steps=config.gan_steps, seed=config.seed), device=device)
+    # On the CPU, from the checkpoint: the exported generator never depends on the training device.
     finalize(work, work / TOY_GAN_FILE)
-    _write_json(config.work / "gan_done.json", fit_report(work))
+    _write_json(config.work / "gan_done.json", {**fit_report(work), **device_report(device)})
+
+
+@contextmanager
+def tf32_matmuls(device: torch.device) -> Iterator[None]:
+    """On CUDA, allow TF32 matrix products and convolutions for the duration (weights stay fp32)."""
+    if device.type != "cuda":
+        yield
+        return
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def run_build(config: BuildConfig) -> Path:
     """Run the chosen stages in order (each resumes or is skipped when already done)."""
-    from transfer.toyworld.decoder import train_decoder
-    from transfer.toyworld.train_probe import train_probe
-    from transfer.toyworld.train_sdxl import train_unet
-    from transfer.toyworld.vae import train_vae
-
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    device = config.resolved_device()  # once: every stage trains on the same device
     config.work.mkdir(parents=True, exist_ok=True)
     needs = {
         "decoder": ("vae",),
@@ -165,18 +198,31 @@ def run_build(config: BuildConfig) -> Path:
             done = config.work / f"{before}_done.json"
             if before not in config.stages and not done.exists():
                 raise ValueError(f"stage {stage!r} needs stage {before!r} first: {done} does not exist")
-        if stage == "vae":
-            train_vae(config.work, steps=config.vae_steps, seed=config.seed)
-        elif stage == "decoder":
-            train_decoder(config.work, steps=config.decoder_steps, seed=config.seed)
-        elif stage == "unet":
-            train_unet(config.work, steps=config.unet_steps, seed=config.seed, n_images=config.unet_images)
-        elif stage == "probe":
-            train_probe(config.work, steps=config.probe_steps, seed=config.seed)
-        elif stage == "gan":
-            train_gan(config)
-        elif stage == "eval":
-            run_eval(config)
-        elif stage == "ship":
-            ship(config)
+    with tf32_matmuls(device):
+        for stage in config.stages:
+            _run_stage(config, stage, device)
     return config.out
+
+
+def _run_stage(config: BuildConfig, stage: str, device: torch.device) -> None:
+    from transfer.toyworld.decoder import train_decoder
+    from transfer.toyworld.train_probe import train_probe
+    from transfer.toyworld.train_sdxl import train_unet
+    from transfer.toyworld.vae import train_vae
+
+    if stage == "vae":
+        train_vae(config.work, steps=config.vae_steps, seed=config.seed, device=device)
+    elif stage == "decoder":
+        train_decoder(config.work, steps=config.decoder_steps, seed=config.seed, device=device)
+    elif stage == "unet":
+        train_unet(
+            config.work, steps=config.unet_steps, seed=config.seed, n_images=config.unet_images, device=device
+        )
+    elif stage == "probe":
+        train_probe(config.work, steps=config.probe_steps, seed=config.seed, device=device)
+    elif stage == "gan":
+        train_gan(config, device)
+    elif stage == "eval":
+        run_eval(config, device)
+    elif stage == "ship":
+        ship(config)

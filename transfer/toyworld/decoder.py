@@ -18,11 +18,14 @@ from tqdm import tqdm
 
 from transfer.toyworld.training import (
     StageTimer,
+    device_report,
     load_checkpoint,
+    prefetch,
     save_checkpoint,
     warmup_cosine,
     world_batch,
 )
+from transfer.toyworld.vae import posterior_sample
 
 
 def decoder_parameters(vae: AutoencoderKL) -> list[torch.nn.Parameter]:
@@ -45,12 +48,14 @@ def train_decoder(
     seed: int = 0,
     lr: float = 5e-4,
     ckpt_every: int = 50,
+    device: torch.device | str = "cpu",
 ) -> Path:
     """Fine-tune (or resume) the decoder of work/vae; returns the saved folder work/vae_decoder."""
     out = work / "vae_decoder"
     if (work / "decoder_done.json").exists():
         return out
-    vae = AutoencoderKL.from_pretrained(work / "vae")
+    device = torch.device(device)
+    vae = AutoencoderKL.from_pretrained(work / "vae").to(device)  # before the optimiser: its state follows
     vae.requires_grad_(False)
     params = decoder_parameters(vae)
     for p in params:
@@ -69,10 +74,13 @@ def train_decoder(
 
     vae.eval()  # no dropout or batch statistics anywhere; eval keeps the frozen encoder exactly fixed
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="decoder", mininterval=10)
-    for step in bar:
-        images, _ = world_batch(seed + 11, step, batch_size)
+    batches = prefetch(
+        lambda s: world_batch(seed + 11, s, batch_size)[0], range(start, steps), enabled=device.type == "cuda"
+    )
+    for step, images in zip(bar, batches):
+        images = images.to(device)
         with torch.no_grad():
-            z = vae.encode(images).latent_dist.sample(generator=torch.Generator().manual_seed(seed + step))
+            z = posterior_sample(vae.encode(images).latent_dist, torch.Generator().manual_seed(seed + step))
         recon = vae.decode(z).sample
         mse = F.mse_loss(recon, images)
         loss = F.l1_loss(recon, images) + mse
@@ -91,9 +99,9 @@ def train_decoder(
             }
             save_checkpoint(ckpt_path, state)
 
-    vae.save_pretrained(out)
     with torch.no_grad():
         images, _ = world_batch(seed + 104729, 0, 64)
+        images = images.to(device)
         recon = vae.decode(vae.encode(images).latent_dist.mean).sample
         psnr = 10 * torch.log10(4.0 / F.mse_loss(recon, images)).item()
     report = {
@@ -101,6 +109,8 @@ def train_decoder(
         "batch_size": batch_size,
         "wall_s": round(timer.total_s, 1),
         "heldout_psnr_db": psnr,
+        **device_report(device),
     }
+    vae.to("cpu").save_pretrained(out)  # the saved folder never depends on the training device
     (work / "decoder_done.json").write_text(json.dumps(report, indent=2))
     return out

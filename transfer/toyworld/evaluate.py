@@ -47,11 +47,16 @@ def caption_following(
     steps: int = 20,
     guidance: float = 3.0,
     seed: int = 0,
+    device: torch.device | str | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Per attribute, the probe's mean gap between its two opposite prompts, in world standard deviations.
 
-    Returns (report, images by prompt). The goal for eye size is a gap of at least 1 std.
+    Returns (report, images by prompt). The goal for eye size is a gap of at least 1 std. With `device`,
+    the pipeline and the probe are moved there first (in place); sampling stays seeded by CPU generators.
     """
+    if device is not None:
+        pipe.to(device)
+        probe.net.to(device)
     pipe.set_progress_bar_config(disable=True)
     report, images = {}, {}
     for name, (high, low) in tqdm(OPPOSITES.items(), desc="caption following"):

@@ -108,7 +108,8 @@ class AttributeProbe:
     def measure(self, images, batch_size: int = 256) -> dict[str, np.ndarray]:
         """Attributes of each image, in world units: {name: [N]} (see `world.SPECS` for units)."""
         x = images_to_tensor(images)
-        out = [self.net(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        device = next(self.net.parameters()).device  # the probe may have been moved to a GPU
+        out = [self.net(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
         values = denormalize(torch.cat(out).numpy())
         return {name: values[:, k] for k, name in enumerate(self.config.attributes)}
 
@@ -118,7 +119,7 @@ def save_probe(folder: Path, net: ProbeNet, config: ProbeConfig, metrics: dict) 
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (PROBE_WEIGHTS + ".tmp")
     # fp16 storage halves the shipped size; the probe runs in fp32 (`load_probe` casts back).
-    save_file({k: v.detach().half().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    save_file({k: v.detach().cpu().half().contiguous() for k, v in net.state_dict().items()}, str(tmp))
     os.replace(tmp, folder / PROBE_WEIGHTS)
     tmp = folder / (PROBE_CONFIG + ".tmp")
     tmp.write_text(json.dumps({"config": asdict(config), "metrics": metrics}, indent=2))

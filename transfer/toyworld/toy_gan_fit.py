@@ -33,7 +33,7 @@ from transfer.toyworld.toy_gan import (
     set_w_avg,
     structure_masks,
 )
-from transfer.toyworld.training import EMA, load_checkpoint, save_checkpoint, to_tensor, to_uint8
+from transfer.toyworld.training import EMA, load_checkpoint, prefetch, save_checkpoint, to_tensor, to_uint8
 from transfer.toyworld.world import FaceAttributes, render_batch
 
 CHECKPOINT = "toy_gan.pt"
@@ -157,14 +157,18 @@ def _lr_factor(step: int, config: FitConfig) -> float:
     return warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def fit(config: FitConfig) -> Path:
-    """Train (or resume) under `config.work`; returns the checkpoint path."""
+def fit(config: FitConfig, device: torch.device | str = "cpu") -> Path:
+    """Train (or resume) under `config.work` on `device`; returns the checkpoint path."""
     config.work.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
     torch.manual_seed(config.seed)
-    G = Generator(TOY_GAN_CONFIG)
+    G = Generator(TOY_GAN_CONFIG)  # initialised on the CPU: the same start on every device
     masks = structure_masks(G)
     apply_masks(G, masks)
     init_eye_path(G)
+    # On the device before the optimiser and EMA, so their state lives where the weights do.
+    G.to(device)
+    masks = {name: mask.to(device) for name, mask in masks.items()}
     opt = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(0.9, 0.99))
     ema = EMA(G, config.ema)
     ckpt_path = config.work / CHECKPOINT
@@ -197,11 +201,17 @@ def fit(config: FitConfig) -> Path:
             },
         )
 
+    batches = prefetch(
+        lambda s: world_targets(config.seed, s, config.batch),
+        range(step, config.steps),
+        enabled=device.type == "cuda",
+    )
     while step < config.steps:
         if config.minutes is not None and time.monotonic() - start > config.minutes * 60:
             break
-        z, attrs, targets = world_targets(config.seed, step, config.batch)
-        weights = region_weights(attrs, config.eye_weight, config.mouth_weight)
+        z, attrs, targets = next(batches)
+        weights = region_weights(attrs, config.eye_weight, config.mouth_weight).to(device)
+        z, targets = z.to(device), targets.to(device)
         images = synthesis_trainable(G, G.mapping(z, None))
         loss = fit_loss(images, targets, weights)
         for group in opt.param_groups:
@@ -234,6 +244,7 @@ def fit(config: FitConfig) -> Path:
         if time.monotonic() - last_ckpt > config.checkpoint_every_s:
             save()
             last_ckpt = time.monotonic()
+    batches.close()
     save()
     save_samples(G, ema, config.work / "samples.png")
     log.close()
@@ -244,8 +255,9 @@ def fit(config: FitConfig) -> Path:
 def save_samples(G: Generator, ema: EMA, path: Path, n: int = 8) -> None:
     """PNG: rows = world render, current weights, EMA weights, for the same fixed latents."""
     z, _, targets = world_targets(seed=12345, step=0, batch=n)
+    z = z.to(next(G.parameters()).device)
     current = G.synthesis(G.mapping(z, None))
-    averaged = Generator(TOY_GAN_CONFIG)
+    averaged = Generator(TOY_GAN_CONFIG).to(z.device)
     averaged.load_state_dict(ema.state_dict())
     rows = [targets, current, averaged.synthesis(averaged.mapping(z, None))]
     grid = np.concatenate([np.concatenate(list(to_uint8(r)), axis=1) for r in rows], axis=0)

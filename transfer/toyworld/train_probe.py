@@ -15,7 +15,9 @@ from transfer.toyworld.decoder import final_vae_path
 from transfer.toyworld.probe import ProbeConfig, ProbeNet, save_probe
 from transfer.toyworld.training import (
     StageTimer,
+    device_report,
     load_checkpoint,
+    prefetch,
     save_checkpoint,
     warmup_cosine,
     world_batch,
@@ -50,12 +52,14 @@ def evaluate(net: ProbeNet, vae: AutoencoderKL, seed: int, n_batches: int = 8, b
     net.eval()
     preds: dict[str, list] = {"clean": [], "vae_round_trip": [], "vae_round_trip_sampled": []}
     trues = []
+    device = next(net.parameters()).device
     for i in range(n_batches):
         images, attrs = world_batch(seed + 31337, i, batch_size)
+        images = images.to(device)
         trues.append(targets(attrs).numpy())
-        preds["clean"].append(net(images).numpy())
-        preds["vae_round_trip"].append(net(round_trip(vae, images, sample=False)).numpy())
-        preds["vae_round_trip_sampled"].append(net(round_trip(vae, images)).numpy())
+        preds["clean"].append(net(images).cpu().numpy())
+        preds["vae_round_trip"].append(net(round_trip(vae, images, sample=False)).cpu().numpy())
+        preds["vae_round_trip_sampled"].append(net(round_trip(vae, images)).cpu().numpy())
     true = np.concatenate(trues)
     out = {}
     for label, batches in preds.items():
@@ -73,16 +77,18 @@ def train_probe(
     lr: float = 2e-3,
     ckpt_every: int = 50,
     eval_batches: int = 8,
+    device: torch.device | str = "cpu",
 ) -> Path:
     """Train (or resume) the probe under `work`; writes work/probe/{probe.safetensors, probe.json}."""
     out = work / "probe"
     if (out / "probe.json").exists():
         return out
     vae_path = final_vae_path(work)  # round trips through the VAE that ships
-    vae = AutoencoderKL.from_pretrained(vae_path).eval().requires_grad_(False)
+    device = torch.device(device)
+    vae = AutoencoderKL.from_pretrained(vae_path).eval().requires_grad_(False).to(device)
     config = ProbeConfig()
     torch.manual_seed(seed)
-    net = ProbeNet(config)
+    net = ProbeNet(config).to(device)  # before the optimiser, so its state lands on the device too
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     ckpt_path = work / "probe_ckpt.pt"
     state = load_checkpoint(ckpt_path)
@@ -97,11 +103,14 @@ def train_probe(
 
     net.train()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="probe", mininterval=10)
-    for step in bar:
-        images, attrs = world_batch(seed + 3, step, batch_size)
+    batches = prefetch(
+        lambda s: world_batch(seed + 3, s, batch_size), range(start, steps), enabled=device.type == "cuda"
+    )
+    for step, (images, attrs) in zip(bar, batches):
+        images = images.to(device)
         half = batch_size // 2
         images = torch.cat([images[:half], round_trip(vae, images[half:])])
-        loss = F.mse_loss(net(images), targets(attrs))
+        loss = F.mse_loss(net(images), targets(attrs).to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -123,6 +132,6 @@ def train_probe(
         "vae": vae_path.name,
     }
     metrics["wall_s"] = round(timer.total_s, 1)
-    save_probe(out, net.eval(), config, metrics)
-    (work / "probe_done.json").write_text(json.dumps(metrics, indent=2))
+    save_probe(out, net.eval().to("cpu"), config, metrics)
+    (work / "probe_done.json").write_text(json.dumps({**metrics, **device_report(device)}, indent=2))
     return out

@@ -27,6 +27,7 @@ from transfer.toyworld.sdxl_parts import (
 from transfer.toyworld.training import (
     EMA,
     StageTimer,
+    device_report,
     load_checkpoint,
     save_checkpoint,
     warmup_cosine,
@@ -55,7 +56,7 @@ def build_latent_dataset(work: Path, vae: AutoencoderKL, n: int, seed: int) -> d
     latents, bins = [], []
     for i in tqdm(range(0, n, 256), desc="encode world", mininterval=10):
         images, attrs = world_batch(seed + 1, i // 256, min(256, n - i))
-        latents.append(encode_latents(vae, images).half())
+        latents.append(encode_latents(vae, images).half().cpu())  # the cache lives on the CPU
         bins += [[caption_bins(a)[name] for name in CAPTIONED] for a in attrs]
     data = {"latents": torch.cat(latents), "bins": torch.tensor(bins, dtype=torch.int64)}
     save_checkpoint(path, data)
@@ -77,17 +78,24 @@ def train_unet(
     lr: float = 6e-4,
     n_images: int = 32768,
     ckpt_every: int = 50,
+    device: torch.device | str = "cpu",
 ) -> Path:
     """Train (or resume) the toy SDXL UNet under `work`; returns the saved pipeline folder `work/sdxl`."""
     out = work / "sdxl"
     if (work / "unet_done.json").exists():
         return out
+    device = torch.device(device)
     vae = AutoencoderKL.from_pretrained(work / "vae").eval().requires_grad_(False)
     tokenizer, encoder_1, encoder_2 = build_text_encoders(seed)
     unet = build_unet(seed)
     pipe = assemble_pipeline(vae, unet, tokenizer, encoder_1, encoder_2)
+    # The caption embeddings are made once on the CPU (`encode_captions` runs the encoders there).
     embeds, pooled = encode_captions(pipe, all_captions())  # [1024, 32, 128], [1024, 64]
+    embeds, pooled = embeds.to(device), pooled.to(device)
+    vae.to(device)
     data = build_latent_dataset(work, vae, n_images, seed)
+    vae.to("cpu")
+    unet.to(device)  # before the optimiser and EMA: their state must live where the weights do
     noise_scheduler = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "timestep_spacing"})
 
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-4)
@@ -103,7 +111,7 @@ def train_unet(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_cosine(s, steps, 100), last_epoch=start - 1
     )
-    ids = time_ids(batch_size)
+    ids = time_ids(batch_size).to(device)
 
     unet.train()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="unet", mininterval=10)
@@ -111,13 +119,14 @@ def train_unet(
         rng = np.random.default_rng([seed, 2, step])
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         index = torch.from_numpy(rng.integers(0, len(data["latents"]), batch_size))
-        x0 = data["latents"][index].float()
-        cap = sample_caption_ids(rng, data["bins"][index])
-        uncond = torch.from_numpy(rng.random(batch_size) < UNCOND_P).view(-1, 1, 1)
+        x0 = data["latents"][index].float().to(device)
+        cap = sample_caption_ids(rng, data["bins"][index]).to(device)
+        uncond = torch.from_numpy(rng.random(batch_size) < UNCOND_P).view(-1, 1, 1).to(device)
         e = torch.where(uncond, 0.0, embeds[cap])
         p = torch.where(uncond.view(-1, 1), 0.0, pooled[cap])
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, 1000, (batch_size,), generator=gen)
+        # Noise and timesteps come from the CPU generator, so every device sees the same draws.
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        t = torch.randint(0, 1000, (batch_size,), generator=gen).to(device)
         xt = noise_scheduler.add_noise(x0, noise, t)
         pred = unet(
             xt, t, encoder_hidden_states=e, added_cond_kwargs={"text_embeds": p, "time_ids": ids}
@@ -142,8 +151,13 @@ def train_unet(
             save_checkpoint(ckpt_path, state)
 
     unet.load_state_dict(ema.state_dict())
-    unet.eval()
+    unet.eval().to("cpu")  # the saved folder never depends on the training device
     pipe.save_pretrained(out, safe_serialization=True)
-    report = {"steps": steps, "batch_size": batch_size, "wall_s": round(timer.total_s, 1)}
+    report = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "wall_s": round(timer.total_s, 1),
+        **device_report(device),
+    }
     (work / "unet_done.json").write_text(json.dumps(report, indent=2))
     return out

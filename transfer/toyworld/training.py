@@ -5,12 +5,18 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from transfer.toyworld.world import render_batch, sample_attributes
+
+T = TypeVar("T")
 
 
 def world_batch(seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, list]:
@@ -64,8 +70,13 @@ class EMA:
         return self.shadow
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore averaged weights from a checkpoint."""
-        self.shadow = {k: v.clone().float() for k, v in state.items()}
+        """Restore averaged weights from a checkpoint, each onto the device its shadow lives on."""
+        # Checkpoints load on the CPU; `update` blends module tensors in place, so each shadow must stay
+        # on the module's device.
+        self.shadow = {
+            k: v.clone().float().to(self.shadow[k].device if k in self.shadow else v.device)
+            for k, v in state.items()
+        }
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -94,3 +105,35 @@ class StageTimer:
     def total_s(self) -> float:
         """Seconds spent in this stage so far, over all runs."""
         return self.previous_s + time.monotonic() - self.start
+
+
+def prefetch(make: Callable[[int], T], steps: Iterable[int], enabled: bool, ahead: int = 2) -> Iterator[T]:
+    """`make(step)` for each step in order; when enabled, up to `ahead` steps are made early in threads.
+
+    `make` must be a pure function of the step (as `world_batch` is), so prefetching never changes results;
+    it only keeps a GPU from waiting on the CPU-bound world renderer.
+    """
+    if not enabled:
+        yield from (make(step) for step in steps)
+        return
+    queue: deque = deque()
+    pending = iter(steps)
+    with ThreadPoolExecutor(max_workers=ahead) as pool:
+        try:
+            for step in pending:
+                queue.append(pool.submit(make, step))
+                if len(queue) > ahead:
+                    yield queue.popleft().result()
+            while queue:
+                yield queue.popleft().result()
+        finally:
+            for future in queue:
+                future.cancel()
+
+
+def device_report(device: torch.device) -> dict[str, str]:
+    """What a *_done.json records about the device a stage trained on."""
+    report = {"device": str(device)}
+    if device.type == "cuda":
+        report["device_name"] = torch.cuda.get_device_name(device)
+    return report

@@ -17,7 +17,9 @@ from tqdm import tqdm
 
 from transfer.toyworld.training import (
     StageTimer,
+    device_report,
     load_checkpoint,
+    prefetch,
     save_checkpoint,
     warmup_cosine,
     world_batch,
@@ -43,14 +45,24 @@ def build_vae() -> AutoencoderKL:
     return AutoencoderKL(**VAE_CONFIG)
 
 
+def posterior_sample(dist, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A sample of a diagonal Gaussian posterior, its noise drawn on the CPU and moved to the posterior's device.
+
+    Same numbers as `dist.sample(generator)` on the CPU; on a GPU the draw still comes from the CPU
+    generator (or CPU global RNG), so a GPU run is seeded exactly like a CPU one.
+    """
+    noise = torch.randn(dist.mean.shape, generator=generator, dtype=dist.mean.dtype)
+    return dist.mean + dist.std * noise.to(dist.mean.device)
+
+
 def encode_latents(vae: AutoencoderKL, images: torch.Tensor, sample: bool = False) -> torch.Tensor:
     """Images [B, 3, 64, 64] in [-1, 1] -> normalised latents [B, 4, 16, 16] (the UNet's space)."""
-    dist = vae.encode(images.to(vae.dtype)).latent_dist
-    z = dist.sample() if sample else dist.mean
+    dist = vae.encode(images.to(vae.device, vae.dtype)).latent_dist
+    z = posterior_sample(dist) if sample else dist.mean
     cfg = vae.config
     if cfg.latents_mean is not None:
-        mean = torch.tensor(cfg.latents_mean, dtype=z.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(cfg.latents_std, dtype=z.dtype).view(1, -1, 1, 1)
+        mean = torch.tensor(cfg.latents_mean, dtype=z.dtype, device=z.device).view(1, -1, 1, 1)
+        std = torch.tensor(cfg.latents_std, dtype=z.dtype, device=z.device).view(1, -1, 1, 1)
         z = (z - mean) / std
     return z * cfg.scaling_factor
 
@@ -60,8 +72,8 @@ def decode_latents(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
     cfg = vae.config
     z = latents / cfg.scaling_factor
     if cfg.latents_mean is not None:
-        mean = torch.tensor(cfg.latents_mean, dtype=z.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(cfg.latents_std, dtype=z.dtype).view(1, -1, 1, 1)
+        mean = torch.tensor(cfg.latents_mean, dtype=z.dtype, device=z.device).view(1, -1, 1, 1)
+        std = torch.tensor(cfg.latents_std, dtype=z.dtype, device=z.device).view(1, -1, 1, 1)
         z = z * std + mean
     return vae.decode(z.to(vae.dtype)).sample
 
@@ -72,7 +84,7 @@ def latent_statistics(vae: AutoencoderKL, seed: int, n_batches: int = 16, batch_
     zs = []
     for i in range(n_batches):
         images, _ = world_batch(seed + 7919, i, batch_size)
-        zs.append(vae.encode(images).latent_dist.mean)
+        zs.append(vae.encode(images.to(vae.device)).latent_dist.mean)
     z = torch.cat(zs)  # [N, 4, 16, 16]
     return z.mean(dim=(0, 2, 3)).tolist(), z.std(dim=(0, 2, 3)).tolist()
 
@@ -80,7 +92,7 @@ def latent_statistics(vae: AutoencoderKL, seed: int, n_batches: int = 16, batch_
 def vae_loss(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tensor, float]:
     """L1 + MSE reconstruction of a posterior sample, plus a tiny KL term; returns (loss, PSNR dB)."""
     posterior = vae.encode(images).latent_dist
-    recon = vae.decode(posterior.sample()).sample
+    recon = vae.decode(posterior_sample(posterior)).sample
     mse = F.mse_loss(recon, images)
     loss = F.l1_loss(recon, images) + mse + KL_WEIGHT * posterior.kl().mean()
     psnr = 10 * torch.log10(4.0 / mse.detach()).item()  # the image range is 2 wide
@@ -95,13 +107,15 @@ def train_vae(
     lr: float = 1e-3,
     ckpt_every: int = 50,
     stats_images: int = 1024,
+    device: torch.device | str = "cpu",
 ) -> Path:
     """Train (or resume) the toy VAE under `work`; returns the saved diffusers folder `work/vae`."""
     out = work / "vae"
     if (out / "config.json").exists() and (work / "vae_done.json").exists():
         return out
+    device = torch.device(device)
     torch.manual_seed(seed)
-    vae = build_vae()
+    vae = build_vae().to(device)  # on the device before the optimiser, so its state lands there too
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     ckpt_path = work / "vae_ckpt.pt"
     state = load_checkpoint(ckpt_path)
@@ -117,9 +131,11 @@ def train_vae(
 
     vae.train()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="vae", mininterval=10)
-    for step in bar:
-        images, _ = world_batch(seed, step, batch_size)
-        loss, psnr = vae_loss(vae, images)
+    batches = prefetch(
+        lambda s: world_batch(seed, s, batch_size)[0], range(start, steps), enabled=device.type == "cuda"
+    )
+    for step, images in zip(bar, batches):
+        loss, psnr = vae_loss(vae, images.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -140,9 +156,9 @@ def train_vae(
         vae, seed, n_batches=max(1, stats_images // 64), batch_size=min(64, stats_images)
     )
     vae.register_to_config(latents_mean=mean, latents_std=std)
-    vae.save_pretrained(out)
     with torch.no_grad():
         images, _ = world_batch(seed + 104729, 0, min(64, stats_images))
+        images = images.to(device)
         recon = decode_latents(vae, encode_latents(vae, images))
         psnr = 10 * torch.log10(4.0 / F.mse_loss(recon, images)).item()
     report = {
@@ -150,6 +166,8 @@ def train_vae(
         "batch_size": batch_size,
         "wall_s": round(timer.total_s, 1),
         "heldout_psnr_db": psnr,
+        **device_report(device),
     }
+    vae.to("cpu").save_pretrained(out)  # the saved folder never depends on the training device
     (work / "vae_done.json").write_text(json.dumps(report, indent=2))
     return out
