@@ -1,9 +1,10 @@
 """Slider quality on the toy world: does a slider move its attribute, monotonically, and only it?
 
 Trains (fixed seeds) a GAN-transferred eye-size slider (toy StyleGAN3 channel -> graded pairs -> visual
-slider) and a smile text slider under the `fast` and the `reference` x_t schedules with the same steps,
-then renders prompts x seeds at scales -2..2 (gated, start_noise 750) and reads every image with the
-attribute probe. Per slider:
+slider) and two text sliders, smile and eye size (the same attribute as the GAN slider, learnt from the
+words instead), each under the `fast` and the `reference` x_t schedules with the same steps, then renders
+prompts x seeds at scales -2..2 (gated, start_noise 750) and reads every image with the attribute probe.
+Per slider:
 
 - spearman: Spearman(scale, target) per prompt/seed across the five scales, averaged (goal >= 0.9);
   spearman_pooled: over all single samples pooled (mixes seed-to-seed variance);
@@ -14,7 +15,8 @@ attribute probe. Per slider:
   and without it (slider on from the first step);
 - train_s: training wall time.
 
-    python benchmarks/quality.py                      # shipped toy world, CPU, ~10 min on 2 cores
+    python benchmarks/quality.py                      # shipped toy world, CPU, ~15 min on 2 cores
+    python benchmarks/quality.py --schedules fast --text-concepts smile   # a quicker subset
     python benchmarks/quality.py --slider eye=FILE:eye_size --slider smile=FILE:smile   # given files
     ... --json                                        # last line: one JSON object
 """
@@ -67,17 +69,31 @@ def train_gan_slider(pipe, gan: Path, work: Path, steps: int, seed: int) -> tupl
     return out, time.perf_counter() - started
 
 
-def train_smile_slider(pipe, schedule: str, work: Path, steps: int, seed: int) -> tuple[Path, float]:
-    """A smile text slider trained with `schedule` (same prompts, steps, lr and seed for every schedule)."""
+# Text sliders: concept -> (probe attribute, prompt entries, guidance scale eta). The eye-size contrast
+# is the model's strongest concept (captions "big"/"small eyes" differ by ~4.7 world stds), so a smaller
+# eta gives an effect of the same order as the GAN slider's; smile keeps the demo's settings.
+TEXT_SLIDERS = {
+    "smile": ("smile", "smile_entries", None),
+    "eye_size": ("eye_size", "eye_size_entries", 2.0),
+}
+
+
+def train_text_slider_for(
+    pipe, concept: str, schedule: str, work: Path, steps: int, seed: int
+) -> tuple[Path, float]:
+    """A text slider for `concept` trained with `schedule` (same steps, lr and seed for every schedule)."""
     from sliders.config import TextSliderConfig, TrainSettings
     from sliders.text_slider import train_text_slider
-    from transfer.toyworld.demo import DemoSettings, smile_entries
+    from transfer.toyworld import slider_prompts
+    from transfer.toyworld.demo import DemoSettings
 
     started = time.perf_counter()
+    _, entries_name, eta = TEXT_SLIDERS[concept]
     demo = DemoSettings()  # the demo's measured settings: the benchmark measures what the demo ships
-    config = TextSliderConfig(prompts=smile_entries(demo.text_eta), concept="smile", schedule=schedule,
+    entries = getattr(slider_prompts, entries_name)(demo.text_eta if eta is None else eta)
+    config = TextSliderConfig(prompts=entries, concept=concept, schedule=schedule,
                               train=TrainSettings(steps=steps, lr=demo.text_lr, seed=seed))  # fmt: skip
-    out = train_text_slider(pipe, config, work / f"smile-{schedule}.safetensors", base_model="toy",
+    out = train_text_slider(pipe, config, work / f"text-{concept}-{schedule}.safetensors", base_model="toy",
                             show_progress=False)  # fmt: skip
     return out, time.perf_counter() - started
 
@@ -138,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--schedules", default="fast,reference", help="text-slider schedules (fast,reference)"
     )
+    parser.add_argument(
+        "--text-concepts", default=",".join(TEXT_SLIDERS), help=f"text sliders, from {','.join(TEXT_SLIDERS)}"
+    )
     parser.add_argument("--steps", type=int, default=20, help="sampling steps (20)")
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -145,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="keep the trained sliders here (default: a temp folder)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    unknown = [c for c in filter(None, args.text_concepts.split(",")) if c not in TEXT_SLIDERS]
+    if unknown:
+        parser.error(f"--text-concepts: unknown {unknown}; choose from {list(TEXT_SLIDERS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -172,10 +194,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             pipe = load_sdxl(args.model, device="cpu")  # a clean UNet: peft leaves wrappers behind
             jobs.append(("gan_eye_size", path, "eye_size", seconds))
-            for schedule in args.schedules.split(","):
-                path, seconds = train_smile_slider(pipe, schedule, work, args.text_steps, args.seed)
-                pipe = load_sdxl(args.model, device="cpu")  # a clean UNet: peft leaves wrappers behind
-                jobs.append((f"text_smile_{schedule}", path, "smile", seconds))
+            for concept in filter(None, args.text_concepts.split(",")):
+                for schedule in filter(None, args.schedules.split(",")):
+                    path, seconds = train_text_slider_for(
+                        pipe, concept, schedule, work, args.text_steps, args.seed
+                    )
+                    pipe = load_sdxl(args.model, device="cpu")  # a clean UNet: peft leaves wrappers behind
+                    jobs.append((f"text_{concept}_{schedule}", path, TEXT_SLIDERS[concept][0], seconds))
         torch.set_grad_enabled(False)
         seeds = [args.seed + i for i in range(args.seeds)]
         results = {}

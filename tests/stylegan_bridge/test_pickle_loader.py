@@ -140,7 +140,7 @@ def test_non_stylegan_pickles_are_rejected(tmp_path):
         load_nvlabs_pickle(plain)
     # A persistent module without generator init kwargs (e.g. some other network).
     path = tmp_path / "other.pkl"
-    from nvlabs_pickle import NVlabsStylePickler
+    from stylegan_bridge.pickle_export import NVlabsStylePickler
 
     with open(path, "wb") as handle:
         NVlabsStylePickler(handle, 4, "").dump({"G_ema": torch.nn.Linear(2, 2)})

@@ -21,34 +21,13 @@ import numpy as np
 import torch
 
 from pair_datasets.atomic import atomic_write_text
+from transfer.toyworld.slider_prompts import smile_entries
 
 PROMPTS = ("a face with red hair", "a wide face", "a face with dark skin")
 GRID_SEEDS = (0, 1, 2)
 MEASURE_SEEDS = tuple(range(8))
 SCALES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 START_NOISE = 750.0
-# The smile text slider is trained on several subjects at once: the toy SDXL ties "smiling" to smaller
-# eyes and paler skin, and naming eye size and skin in the prompts cancels part of that in the contrast.
-SMILE_SUBJECTS = (
-    "a face with small eyes", "a face with medium eyes", "a face with big eyes",
-    "a face with pale skin", "a face with tan skin", "a face with dark skin",
-)  # fmt: skip
-
-
-def smile_entries(eta: float) -> tuple:
-    """The smile slider's prompt entries: per subject, '<subject>, smiling' against '<subject>, frowning'."""
-    from sliders.config import PromptEntry
-
-    return tuple(
-        PromptEntry(
-            target=s,
-            positive=f"{s}, smiling",
-            unconditional=f"{s}, frowning",
-            guidance_scale=eta,
-            resolution=64,
-        )  # fmt: skip
-        for s in SMILE_SUBJECTS
-    )
 
 
 @dataclass(frozen=True)
