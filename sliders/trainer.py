@@ -66,6 +66,14 @@ class RunState:
     checkpoint_path: Path | None = None
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by a signal after a checkpoint; `signum` says which (the CLI exits 128 + signum)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signal.Signals(signum).name}")
+        self.signum = signum
+
+
 class StopFlag:
     """Set by SIGINT/SIGTERM; the loop checks it after each step."""
 
@@ -242,7 +250,7 @@ def run_steps(
                 if on_step_end is not None:
                     on_step_end(run.step, loss)
                 if stop.signal is not None:
-                    raise KeyboardInterrupt(f"signal {signal.Signals(stop.signal).name}")
+                    raise TrainingInterrupted(stop.signal)
         except KeyboardInterrupt:
             if not in_step:  # between steps the state is consistent: keep it
                 checkpoint()

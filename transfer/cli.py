@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 from transfer.errors import USER_ERRORS
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         print("interrupted", file=sys.stderr)
-        return 130
+        # The shell's convention, 128 + the signal: a SIGTERM'd training run (checkpointed) exits 143.
+        return 128 + getattr(error, "signum", signal.SIGINT)

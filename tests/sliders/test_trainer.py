@@ -161,8 +161,9 @@ def test_signal_writes_a_checkpoint_and_restores_the_handler(tiny_pipe, tmp_path
         if step == 2:
             os.kill(os.getpid(), signum)  # our handler only sets a flag; the loop stops after the step
 
-    with pytest.raises(KeyboardInterrupt, match=signal.Signals(signum).name):
+    with pytest.raises(KeyboardInterrupt, match=signal.Signals(signum).name) as raised:
         _train(tiny_pipe, _config(5), out, on_step_end=send_signal)
+    assert raised.value.signum == signum  # the CLI exits 128 + signum (130 for Ctrl-C, 143 for SIGTERM)
     assert load_checkpoint(checkpoint_path(out))["step"] == 2
     assert signal.getsignal(signum) is before
 

@@ -103,3 +103,27 @@ def test_cli_slider_loads_in_diffusers_like_in_our_loader(tiny_sdxl_path, tmp_pa
                 mine = ours(x, 500, **cond).sample
             assert (mine - base).abs().max() > 1e-6  # the slider does something
             assert torch.allclose(theirs, mine, atol=1e-5)
+
+
+def test_cli_sigterm_checkpoints_exits_143_and_resumes(tiny_sdxl_path, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    import sliders.trainer as trainer
+
+    real_step, calls = trainer.train_step, []
+
+    def step_then_sigterm(*args, **kwargs):
+        calls.append(1)
+        loss = real_step(*args, **kwargs)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # a scheduler stopping the job
+        return loss
+
+    monkeypatch.setattr(trainer, "train_step", step_then_sigterm)
+    out = tmp_path / "age.safetensors"
+    args = ("--target", "person", "--positive", "old person", "--negative", "young person", "--steps", "4")
+    assert _train(tiny_sdxl_path, out, *args) == 128 + signal.SIGTERM
+    assert "interrupted" in capsys.readouterr().err and not out.exists()
+    assert _train(tiny_sdxl_path, out, *args, "--resume") == 0
+    assert out.exists() and len(calls) == 4  # 2 before the signal, 2 after resuming
