@@ -35,7 +35,7 @@ from diffusers import UNet2DConditionModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from text_slider_step import build_random_sdxl, device_name  # noqa: E402  (same folder)
+from text_slider_step import SDXL_ARCH_NAME, device_name, random_sdxl_pipeline  # noqa: E402  (same folder)
 
 from sliders.lora import target_module_names  # noqa: E402
 from sliders.slider_file import LoraFactors  # noqa: E402
@@ -47,7 +47,7 @@ from transfer.tiny_sdxl import TEXT_HIDDEN, TEXT_PROJECTION, TIME_EMBED_DIM, bui
 COUNTS = (1, 10, 50)
 ARCH_NAMES = {
     "medium": "medium SDXL-layout UNet (benchmarks/compose.py)",
-    "sdxl": "sdxl-architecture (random weights, bf16 UNet)",
+    "sdxl": SDXL_ARCH_NAME,
 }
 
 
@@ -73,12 +73,7 @@ def build_medium_unet() -> UNet2DConditionModel:
 def load_pipeline(model: str | None, device: str | None, dtype: str | None, arch: str = "medium"):
     """The benchmark pipeline: `model` loaded as users load it, SDXL's shapes (random), or the medium default."""
     if arch == "sdxl":
-        device = device or "cuda"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise SystemExit("error: --arch sdxl needs a CUDA GPU (the full SDXL UNet in bf16); none found")
-        pipe = build_random_sdxl(device, torch.bfloat16)
-        pipe.vae.to(torch.float32)
-        return pipe
+        return random_sdxl_pipeline(device)
     if model is not None:
         return load_sdxl(model, device=device, dtype=dtype)
     folder = build_tiny_sdxl(Path(tempfile.mkdtemp(prefix="compose_bench_")) / "tiny")

@@ -42,6 +42,7 @@ from transfer.toyworld.slider_eval import (  # noqa: E402
     render_sweep,
     structure_change,
 )
+from transfer.toyworld.slider_prompts import eye_size_entries, smile_entries  # noqa: E402
 
 PROMPTS = ("a face with red hair", "a wide face", "a face with dark skin", "a narrow face with blue hair")
 
@@ -73,8 +74,8 @@ def train_gan_slider(pipe, gan: Path, work: Path, steps: int, seed: int) -> tupl
 # is the model's strongest concept (captions "big"/"small eyes" differ by ~4.7 world stds), so a smaller
 # eta gives an effect of the same order as the GAN slider's; smile keeps the demo's settings.
 TEXT_SLIDERS = {
-    "smile": ("smile", "smile_entries", None),
-    "eye_size": ("eye_size", "eye_size_entries", 2.0),
+    "smile": ("smile", smile_entries, None),
+    "eye_size": ("eye_size", eye_size_entries, 2.0),
 }
 
 
@@ -84,13 +85,12 @@ def train_text_slider_for(
     """A text slider for `concept` trained with `schedule` (same steps, lr and seed for every schedule)."""
     from sliders.config import TextSliderConfig, TrainSettings
     from sliders.text_slider import train_text_slider
-    from transfer.toyworld import slider_prompts
     from transfer.toyworld.demo import DemoSettings
 
     started = time.perf_counter()
-    _, entries_name, eta = TEXT_SLIDERS[concept]
+    _, make_entries, eta = TEXT_SLIDERS[concept]
     demo = DemoSettings()  # the demo's measured settings: the benchmark measures what the demo ships
-    entries = getattr(slider_prompts, entries_name)(demo.text_eta if eta is None else eta)
+    entries = make_entries(demo.text_eta if eta is None else eta)
     config = TextSliderConfig(prompts=entries, concept=concept, schedule=schedule,
                               train=TrainSettings(steps=steps, lr=demo.text_lr, seed=seed))  # fmt: skip
     out = train_text_slider(pipe, config, work / f"text-{concept}-{schedule}.safetensors", base_model="toy",

@@ -84,6 +84,22 @@ def build_random_sdxl(device: str = "cuda", dtype: torch.dtype = torch.bfloat16)
     return pipe.to(device, dtype)
 
 
+SDXL_ARCH_NAME = "sdxl-architecture (random weights, bf16 UNet)"
+
+
+def random_sdxl_pipeline(device: str | None = None):
+    """`build_random_sdxl` as the benchmarks use it: bf16, the VAE in fp32 (as load_sdxl), CUDA by default.
+
+    A CPU run (`--device cpu`, small resolutions) only checks the code path: it takes minutes per step.
+    """
+    device = device or "cuda"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --arch sdxl needs a CUDA GPU (it builds the full SDXL in bf16); none found")
+    pipe = build_random_sdxl(device, torch.bfloat16)
+    pipe.vae.to(torch.float32)
+    return pipe
+
+
 def device_name(device: torch.device) -> str:
     """The device and, on CUDA, the GPU's name (so JSON lines from different cards are not compared)."""
     if device.type == "cuda":
@@ -174,15 +190,7 @@ def load_model(args, scratch: Path):
     from transfer.sdxl import load_sdxl
 
     if args.arch == "sdxl":
-        # A CPU run (--device cpu, small --resolutions) only checks the code path: it takes minutes per step.
-        device = args.device or "cuda"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise SystemExit(
-                "error: --arch sdxl needs a CUDA GPU (it builds the full SDXL in bf16); none found"
-            )
-        pipe = build_random_sdxl(device, torch.bfloat16)
-        pipe.vae.to(torch.float32)  # as load_sdxl: the SDXL VAE runs in fp32
-        return pipe, "sdxl-architecture (random weights, bf16 UNet)"
+        return random_sdxl_pipeline(args.device), SDXL_ARCH_NAME
     if args.model is None:
         from transfer.tiny_sdxl import build_tiny_sdxl
 
