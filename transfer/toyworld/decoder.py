@@ -20,6 +20,7 @@ from transfer.toyworld.training import (
     StageTimer,
     device_report,
     load_checkpoint,
+    optimizer_step,
     prefetch,
     save_checkpoint,
     warmup_cosine,
@@ -84,11 +85,7 @@ def train_decoder(
         recon = vae.decode(z).sample
         mse = F.mse_loss(recon, images)
         loss = F.l1_loss(recon, images) + mse
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(loss, opt, sched, clip=params)
         bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{10 * torch.log10(4.0 / mse.detach()).item():.1f}")
         if (step + 1) % ckpt_every == 0 or step + 1 == steps:
             state = {

@@ -33,7 +33,15 @@ from transfer.toyworld.toy_gan import (
     set_w_avg,
     structure_masks,
 )
-from transfer.toyworld.training import EMA, load_checkpoint, prefetch, save_checkpoint, to_tensor, to_uint8
+from transfer.toyworld.training import (
+    EMA,
+    load_checkpoint,
+    optimizer_step,
+    prefetch,
+    save_checkpoint,
+    to_tensor,
+    to_uint8,
+)
 from transfer.toyworld.world import FaceAttributes, render_batch
 
 CHECKPOINT = "toy_gan.pt"
@@ -216,9 +224,7 @@ def fit(config: FitConfig, device: torch.device | str = "cpu") -> Path:
         loss = fit_loss(images, targets, weights)
         for group in opt.param_groups:
             group["lr"] = config.lr * _lr_factor(step, config)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(loss, opt)
         apply_masks(G, masks)
         ema.update(G, step)
         with torch.no_grad():

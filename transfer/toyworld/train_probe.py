@@ -17,6 +17,7 @@ from transfer.toyworld.training import (
     StageTimer,
     device_report,
     load_checkpoint,
+    optimizer_step,
     prefetch,
     save_checkpoint,
     warmup_cosine,
@@ -111,10 +112,7 @@ def train_probe(
         half = batch_size // 2
         images = torch.cat([images[:half], round_trip(vae, images[half:])])
         loss = F.mse_loss(net(images), targets(attrs).to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        optimizer_step(loss, opt, sched)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % ckpt_every == 0 or step + 1 == steps:
             state = {

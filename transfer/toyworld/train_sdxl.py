@@ -29,6 +29,7 @@ from transfer.toyworld.training import (
     StageTimer,
     device_report,
     load_checkpoint,
+    optimizer_step,
     save_checkpoint,
     warmup_cosine,
     world_batch,
@@ -132,11 +133,7 @@ def train_unet(
             xt, t, encoder_hidden_states=e, added_cond_kwargs={"text_embeds": p, "time_ids": ids}
         ).sample
         loss = F.mse_loss(pred, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(loss, opt, sched, clip=unet.parameters())
         ema.update(unet, step)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % ckpt_every == 0 or step + 1 == steps:

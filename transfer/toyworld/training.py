@@ -79,6 +79,22 @@ class EMA:
         }
 
 
+def optimizer_step(
+    loss: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler | None = None,
+    clip: Iterable[torch.Tensor] | None = None,
+) -> None:
+    """One update of the toy-world trainers: backward, optional grad-norm clip to 1 over `clip`, step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(clip, 1.0)
+    opt.step()
+    if sched is not None:
+        sched.step()
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write a training checkpoint atomically (temp file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)

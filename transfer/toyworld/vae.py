@@ -19,6 +19,7 @@ from transfer.toyworld.training import (
     StageTimer,
     device_report,
     load_checkpoint,
+    optimizer_step,
     prefetch,
     save_checkpoint,
     warmup_cosine,
@@ -136,11 +137,7 @@ def train_vae(
     )
     for step, images in zip(bar, batches):
         loss, psnr = vae_loss(vae, images.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(loss, opt, sched, clip=vae.parameters())
         bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr:.1f}")
         if (step + 1) % ckpt_every == 0 or step + 1 == steps:
             state = {
