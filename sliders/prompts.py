@@ -107,9 +107,29 @@ def add_time_ids(height: int, width: int, batch: int, device, dtype: torch.dtype
     return ids.expand(batch, -1)
 
 
-def predict_noise(model, x: Tensor, t: Tensor, cond: PromptEmbedding, vae_scale: int) -> Tensor:
-    """The SDXL UNet's noise prediction for latents x [B, 4, h, w] at timestep(s) t under `cond` [B, ...]."""
+def crop_time_ids(
+    original: tuple[int, int], top_left: Tensor, target: tuple[int, int], dtype: torch.dtype
+) -> Tensor:
+    """SDXL micro-conditioning [B, 6] of crops: original (h, w), each crop's (top, left), target (h, w).
+
+    All in pixels, as SDXL's training conditions crops (arXiv 2307.01952, §2.2): the image was `original`,
+    the window starting at `top_left` was cut out and shown at `target`.
+    """
+    batch, device = top_left.shape[0], top_left.device
+    sizes = torch.tensor([[*original, *target]], device=device, dtype=dtype).expand(batch, -1)
+    return torch.cat([sizes[:, :2], top_left.to(dtype), sizes[:, 2:]], dim=1)
+
+
+def predict_noise(
+    model, x: Tensor, t: Tensor, cond: PromptEmbedding, vae_scale: int, time_ids: Tensor | None = None
+) -> Tensor:
+    """The SDXL UNet's noise prediction for latents x [B, 4, h, w] at timestep(s) t under `cond` [B, ...].
+
+    `time_ids` [B, 6]: SDXL's size/crop conditioning (default: x is the whole, uncropped image).
+    """
     batch, (h, w) = x.shape[0], x.shape[-2:]
-    time_ids = add_time_ids(h * vae_scale, w * vae_scale, batch, x.device, x.dtype)
+    if time_ids is None:
+        time_ids = add_time_ids(h * vae_scale, w * vae_scale, batch, x.device, x.dtype)
+    assert time_ids.shape == (batch, 6), f"time_ids: expected [{batch}, 6], got {list(time_ids.shape)}"
     added = {"text_embeds": cond.pooled, "time_ids": time_ids}
     return model(x, t, encoder_hidden_states=cond.embeds, added_cond_kwargs=added).sample

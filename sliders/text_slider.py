@@ -34,9 +34,14 @@ def resolution_buckets(resolution: int) -> list[int]:
     return sizes or [resolution]
 
 
+def size_multiple(pipe) -> int:
+    """Pixel sizes the UNet accepts are multiples of this: the VAE's factor times a halving per level."""
+    return pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+
+
 def check_resolution(pipe, size: int, where: str) -> int:
     """`size` (pixels) if its latent can be halved at every UNet level, else ValueError naming `where`."""
-    multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+    multiple = size_multiple(pipe)
     if size % multiple:
         raise ValueError(f"{where}: resolution {size}: must be a multiple of {multiple} for this model")
     return size

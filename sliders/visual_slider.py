@@ -6,12 +6,17 @@ Per iteration, for a batch of pairs (A = before, B = after) with levels s, from 
     loss = mean_pairs visual_slider_loss(pred_A, pred_B, eps)
 The `separate_passes` option runs the two signs as two passes, each with its own backward (the original
 procedure's structure); the loss and the gradients are the same.
+
+Paired augmentation (optional) happens on the cached latents, never by re-encoding: a horizontal flip
+(`augment`) and a random crop (`crop_scale`), each the same for the two images of a pair. A crop is
+told to the UNet through SDXL's micro-conditioning (original size, crop top-left, target size).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +29,8 @@ from pair_datasets import Corpus
 from sliders.config import TrainSettings
 from sliders.lora import per_sample_scale
 from sliders.objectives import denoising_loss, visual_slider_loss
-from sliders.prompts import PromptCache, PromptEmbedding, predict_noise
-from sliders.text_slider import check_resolution, free_text_encoders
+from sliders.prompts import PromptCache, PromptEmbedding, crop_time_ids, predict_noise
+from sliders.text_slider import check_resolution, free_text_encoders, size_multiple
 from sliders.trainer import Backward, train_slider
 
 START_NOISE = 750  # recommended: slider off above this timestep (DESIGN §3 applying)
@@ -40,6 +45,8 @@ class VisualSliderConfig:
 
     `prompt` conditions the pairs without a caption (captions win; the default is the empty prompt).
     `resolution` is the side of the square training images (None: the corpus's resolution).
+    `crop_scale` F in (0, 1]: each step every pair is cut to a window of side ~F of its latent (rounded
+    to a size the UNet accepts) at a random position, the same window for its two images (None, 1: off).
     """
 
     concept: str = ""
@@ -47,6 +54,7 @@ class VisualSliderConfig:
     resolution: int | None = None
     batch_size: int = 1
     augment: bool = False
+    crop_scale: float | None = None
     separate_passes: bool = False
     train: TrainSettings = field(default_factory=TrainSettings)
 
@@ -55,16 +63,28 @@ class VisualSliderConfig:
             raise ValueError(f"resolution: must be a multiple of 8 and at least 16, got {self.resolution}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size: must be at least 1, got {self.batch_size}")
+        if self.crop_scale is not None and not 0 < self.crop_scale <= 1:  # also refuses NaN
+            raise ValueError(f"crop_scale (--crop-scale): must be in (0, 1], got {self.crop_scale}")
+
+    @property
+    def crop(self) -> float | None:
+        """The crop scale in effect: None when off (a scale of 1 keeps the whole latent)."""
+        return None if self.crop_scale is None or self.crop_scale == 1 else float(self.crop_scale)
 
     def task_key(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run that wrote the checkpoint."""
         return {"prompt": self.prompt, "resolution": self.resolution, "batch_size": self.batch_size,
-                "augment": self.augment, "separate_passes": self.separate_passes}  # fmt: skip
+                "augment": self.augment, "crop_scale": self.crop,
+                "separate_passes": self.separate_passes}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class PairBatch:
-    """One draw: pair indices, latents [B, C, h, w] (after any flip), shared noise, timesteps [B], levels [B]."""
+    """One draw: pair indices, latents [B, C, h, w] (after any flip and crop), noise, timesteps, levels.
+
+    `noise` is shared by a pair's two images; `timesteps` and `levels` are [B]; `top_left` [B, 2] is each
+    pair's crop window (row, column) in latent pixels (zeros without a crop).
+    """
 
     indices: list[int]
     before: Tensor
@@ -72,6 +92,7 @@ class PairBatch:
     noise: Tensor
     timesteps: Tensor
     levels: Tensor
+    top_left: Tensor
 
 
 def summarize_provenance(provenance: dict) -> dict:
@@ -101,6 +122,23 @@ def corpus_summary(corpus: Corpus, resolution: int) -> dict[str, Any]:
     }
 
 
+def crop_side(side: int, scale: float, multiple: int) -> int:
+    """The crop window's side for `scale` of `side`: the nearest multiple of `multiple` (latent pixels)."""
+    return math.floor(scale * side / multiple + 0.5) * multiple  # halves round up (round() would go to even)
+
+
+def paired_crop(
+    before: Tensor, after: Tensor, top_left: Tensor, size: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """Pair i's window of `size` (h, w) at `top_left[i]` (row, column), cut alike from both [B, C, H, W]."""
+    h, w = size
+    windows = top_left.tolist()
+    assert all(0 <= y <= before.shape[-2] - h and 0 <= x <= before.shape[-1] - w for y, x in windows)
+    crops_b = torch.stack([b[:, y : y + h, x : x + w] for b, (y, x) in zip(before, windows)])
+    crops_a = torch.stack([a[:, y : y + h, x : x + w] for a, (y, x) in zip(after, windows)])
+    return crops_b, crops_a
+
+
 def training_resolution(pipe, corpus: Corpus, resolution: int | None) -> int:
     """The training side in pixels; it must map to a latent the UNet can halve at every level."""
     where = "--resolution" if resolution else f"--pairs {corpus.root} (set --resolution)"
@@ -123,6 +161,7 @@ class VisualSliderTask:
         self.device, self.dtype = pipe.unet.device, pipe.unet.dtype
         self.vae_scale = pipe.vae_scale_factor
         self.resolution = training_resolution(pipe, corpus, config.resolution)
+        self.window = self._crop_window(pipe)  # (h, w) of the training latents after any crop
         self.noise_scheduler = DDPMScheduler.from_config(dict(pipe.scheduler.config))
         self.num_encoded = self._load_latents(pipe, progress)
         self.captions = [r.caption or config.prompt for r in corpus.records()]
@@ -130,6 +169,28 @@ class VisualSliderTask:
         self.prompts.encode_all(dict.fromkeys(self.captions))
         self.order: list[int] = []  # this epoch's shuffled pair order
         self.position = 0
+
+    def _crop_window(self, pipe) -> tuple[int, int]:
+        """The latent window (h, w) for `crop_scale` (without a crop: the whole latent); checked up front."""
+        side = self.resolution // self.vae_scale  # the cached latents are square, [N, C, side, side]
+        scale = self.config.crop
+        if scale is None:
+            return side, side
+        # The smallest latent side the UNet can halve at every level; windows come in steps of it.
+        multiple = size_multiple(pipe) // self.vae_scale
+        window = crop_side(side, scale, multiple)
+        if window < multiple:
+            raise ValueError(
+                f"crop_scale (--crop-scale) {scale}: a window of {scale} x {self.resolution} px is smaller "
+                f"than this model's smallest input, {multiple * self.vae_scale} px; "
+                f"use at least {multiple / (2 * side):g}"
+            )
+        return window, window
+
+    @property
+    def cropping(self) -> bool:
+        """Whether draws cut a window smaller than the latent (a scale rounding to the whole is no crop)."""
+        return self.window != (self.resolution // self.vae_scale,) * 2
 
     def _load_latents(self, pipe, progress: bool) -> int:
         """Encode stale images once (fp32 VAE) into the corpus cache; keep all latents on the CPU."""
@@ -162,26 +223,48 @@ class VisualSliderTask:
         return indices
 
     def draw(self, generator: torch.Generator) -> PairBatch:
-        """Draw pairs, the paired flip, one noise and one timestep per pair (all from `generator`)."""
+        """Draw pairs, the paired flip and crop, a noise and a timestep per pair (all from `generator`)."""
         indices = self.next_indices(generator)
         before, after = self.before[indices], self.after[indices]
         if self.config.augment:
             flip = (torch.rand(len(indices), generator=generator) < FLIP_P).view(-1, 1, 1, 1)
             before = torch.where(flip, before.flip(-1), before)  # the same flip for both images of a pair
             after = torch.where(flip, after.flip(-1), after)
+        top_left = torch.zeros(len(indices), 2, dtype=torch.long)
+        if self.cropping:  # one window size for the batch (so it stacks), a position per pair
+            (height, width), (h, w) = before.shape[-2:], self.window
+            top = torch.randint(0, height - h + 1, (len(indices),), generator=generator)
+            left = torch.randint(0, width - w + 1, (len(indices),), generator=generator)
+            top_left = torch.stack([top, left], dim=1)
+            before, after = paired_crop(before, after, top_left, self.window)
         noise = torch.randn(before.shape, generator=generator)
         steps = self.noise_scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, steps, (len(indices),), generator=generator)
-        return PairBatch(indices, before, after, noise, timesteps, self.levels[indices])
+        return PairBatch(indices, before, after, noise, timesteps, self.levels[indices], top_left)
 
     def noisy(self, latents: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
         """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, in fp32, then in the UNet's dtype."""
         return self.noise_scheduler.add_noise(latents, noise, timesteps).to(self.dtype)
 
+    def time_ids(self, top_left: Tensor) -> Tensor:
+        """SDXL micro-conditioning [B, 6] of a draw: training resolution, each window's top-left, its size.
+
+        In pixels (latent pixels x the VAE factor), on the UNet's device and in its dtype. Without a crop it
+        is the uncropped conditioning `predict_noise` uses by default.
+        """
+        original = (self.resolution, self.resolution)
+        target = (self.window[0] * self.vae_scale, self.window[1] * self.vae_scale)
+        return crop_time_ids(original, top_left.to(self.device) * self.vae_scale, target, self.dtype)
+
     # --- UNet calls -------------------------------------------------------------------------------
-    def predict(self, model: nn.Module, x: Tensor, t: Tensor, cond: PromptEmbedding) -> Tensor:
-        """The UNet's noise prediction for latents x [B, 4, h, w] at timesteps t [B] under `cond` [B, ...]."""
-        return predict_noise(model, x, t, cond, self.vae_scale)
+    def predict(
+        self, model: nn.Module, x: Tensor, t: Tensor, cond: PromptEmbedding, time_ids: Tensor | None = None
+    ) -> Tensor:
+        """The UNet's noise prediction for latents x [B, 4, h, w] at timesteps t [B] under `cond` [B, ...].
+
+        `time_ids` [B, 6]: SDXL's size/crop conditioning (default: x is the whole, uncropped image).
+        """
+        return predict_noise(model, x, t, cond, self.vae_scale, time_ids)
 
     def batch_loss(self, model: nn.Module, batch: PairBatch, backward: Backward) -> Tensor:
         """The visual loss of a drawn batch (mean over pairs); calls `backward` and returns it detached."""
@@ -191,23 +274,24 @@ class VisualSliderTask:
         x_b = self.noisy(batch.after.to(device), noise, t)
         captions = [self.captions[i] for i in batch.indices]
         levels = batch.levels.to(device)
+        ids = self.time_ids(batch.top_left)  # [B, 6]: a pair's two images share their window, so their ids
         if self.config.separate_passes:
-            return self._separate(model, (x_a, x_b), noise, t, captions, levels, backward)
+            return self._separate(model, (x_a, x_b), noise, t, ids, captions, levels, backward)
         cond = self.prompts.batch(captions + captions)
         with per_sample_scale(self.unet, torch.cat([-levels, levels])):
-            pred = self.predict(model, torch.cat([x_a, x_b]), torch.cat([t, t]), cond)
+            pred = self.predict(model, torch.cat([x_a, x_b]), torch.cat([t, t]), cond, torch.cat([ids, ids]))
             pred_a, pred_b = pred.chunk(2)
             loss = visual_slider_loss(pred_a, pred_b, noise).mean()
             backward(loss)  # inside: a checkpointed forward recomputes with the same scales
         return loss.detach()
 
-    def _separate(self, model, latents, noise, t, captions, levels, backward) -> Tensor:
+    def _separate(self, model, latents, noise, t, time_ids, captions, levels, backward) -> Tensor:
         # Before at -s, then after at +s, one backward each: sum of the two terms of visual_slider_loss.
         cond = self.prompts.batch(captions)
         total = torch.zeros((), device=noise.device)
         for x, sign in zip(latents, (-1.0, 1.0)):
             with per_sample_scale(self.unet, sign * levels):
-                pred = self.predict(model, x, t, cond)
+                pred = self.predict(model, x, t, cond, time_ids)
                 loss = denoising_loss(pred, noise).mean()
                 backward(loss)
             total += loss.detach()
@@ -229,7 +313,9 @@ class VisualSliderTask:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()`; a checkpoint of other task settings or another corpus is refused."""
-        if state.get("config") != self.settings_key():
+        # Checkpoints written before cropping existed carry no `crop_scale`: they trained without a crop.
+        saved = {"crop_scale": None, **state["config"]} if isinstance(state.get("config"), dict) else None
+        if saved != self.settings_key():
             raise ValueError(
                 f"--resume: checkpoint was written with other visual settings {state.get('config')}"
             )
@@ -258,6 +344,8 @@ class VisualSliderTask:
             "scale_range": (-limit, limit),
             "extra": {
                 **self.settings_key(),
+                # The crop window as trained, in pixels (crop_scale rounded to what the UNet accepts).
+                "crop_size": [s * self.vae_scale for s in self.window] if self.cropping else None,
                 "rank": self.config.train.rank,
                 "alpha": self.config.train.alpha,
             },

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from sliders.config import PromptEntry, TextSliderConfig, TrainSettings
-from sliders.prompts import PromptCache, add_time_ids, expand_prompt_sets
+from sliders.prompts import PromptCache, add_time_ids, crop_time_ids, expand_prompt_sets
 from sliders.text_slider import TextSliderTask
 from sliders.trainer import prepare_slider, train_step
 
@@ -68,3 +68,11 @@ def test_training_never_re_encodes(tiny_pipe):
 def test_add_time_ids_are_size_crop_size():
     ids = add_time_ids(1024, 768, 3, "cpu", torch.float32)
     assert ids.shape == (3, 6) and ids[2].tolist() == [1024, 768, 0, 0, 1024, 768]
+
+
+def test_crop_time_ids_are_original_top_left_target():
+    ids = crop_time_ids((1024, 1024), torch.tensor([[0, 0], [64, 200]]), (512, 768), torch.bfloat16)
+    assert ids.dtype == torch.bfloat16 and ids.shape == (2, 6)
+    assert ids.tolist() == [[1024, 1024, 0, 0, 512, 768], [1024, 1024, 64, 200, 512, 768]]
+    uncropped = crop_time_ids((1024, 768), torch.zeros(3, 2, dtype=torch.long), (1024, 768), torch.float32)
+    assert torch.equal(uncropped, add_time_ids(1024, 768, 3, "cpu", torch.float32))

@@ -100,3 +100,54 @@ def test_cli_errors_name_the_input(tiny_sdxl_path, corpus, tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
     assert _train(tiny_sdxl_path, corpus, tmp_path / "s.safetensors", "--batch-size", "0") == 2
     assert "batch_size" in capsys.readouterr().err
+
+
+def test_cli_trains_with_a_paired_crop(tiny_sdxl_path, corpus, tmp_path):
+    from diffusers import StableDiffusionXLPipeline
+
+    from sliders.slider_file import load_slider
+
+    out = tmp_path / "cropped.safetensors"
+    assert _train(tiny_sdxl_path, corpus, out, "--steps", "3", "--batch-size", "2", "--augment",
+                  "--crop-scale", "0.5") == 0  # fmt: skip
+    slider = load_slider(out)
+    assert slider.factors and any(f.up.abs().sum() > 0 for f in slider.factors.values())  # it trained
+    meta = slider.metadata
+    assert meta["concept_transfer.crop_scale"] == "0.5" and meta["concept_transfer.augment"] == "true"
+    assert json.loads(meta["concept_transfer.crop_size"]) == [RES // 2, RES // 2]  # pixels, as trained
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl_path))
+    pipe.load_lora_weights(str(out), adapter_name="cropped")  # a UI loads it like any slider
+
+
+def test_cli_resume_with_a_crop_is_exact_and_refuses_another_crop(tiny_sdxl_path, corpus, tmp_path, capsys):
+    crop = ("--batch-size", "2", "--crop-scale", "0.5", "--augment")
+    straight = tmp_path / "straight.safetensors"
+    assert _train(tiny_sdxl_path, corpus, straight, "--steps", "4", *crop) == 0
+    resumed = tmp_path / "resumed.safetensors"
+    assert _train(tiny_sdxl_path, corpus, resumed, "--steps", "2", "--checkpoint-every", "2", *crop) == 0
+    assert _train(tiny_sdxl_path, corpus, resumed, "--steps", "4", "--checkpoint-every", "2", "--resume",
+                  *crop) == 0  # fmt: skip
+    a, b = safetensors.torch.load_file(straight), safetensors.torch.load_file(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key  # the resumed run drew the same crops
+
+    capsys.readouterr()
+    assert _train(tiny_sdxl_path, corpus, resumed, "--steps", "6", "--checkpoint-every", "2", "--resume",
+                  "--batch-size", "2", "--crop-scale", "0.75", "--augment") == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--resume: checkpoint was written with other visual settings" in err and "'crop_scale': 0.5" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0", "must be in (0, 1], got 0.0"), ("1.5", "must be in (0, 1], got 1.5"),
+     ("0.05", "0.05: a window of 0.05 x 32 px is smaller than this model's smallest input")],
+)  # fmt: skip
+def test_cli_refuses_a_bad_crop_scale(tiny_sdxl_path, corpus, tmp_path, capsys, value, message):
+    assert (
+        _train(tiny_sdxl_path, corpus, tmp_path / "s.safetensors", "--steps", "1", "--crop-scale", value) == 2
+    )
+    err = capsys.readouterr().err
+    assert "error: crop_scale (--crop-scale)" in err and message in err  # one line, no traceback
+    assert "Traceback" not in err and not (tmp_path / "s.safetensors").exists()

@@ -28,6 +28,14 @@ def register_visual(kinds: argparse._SubParsersAction) -> None:
         "--augment", action="store_true", help="random horizontal flip, the same for both images"
     )
     parser.add_argument(
+        "--crop-scale",
+        type=float,
+        metavar="F",
+        help="random crop, 0 < F <= 1: each step a window of side ~F of the image (rounded to a size the "
+        "model accepts) at a random position, the same window for both images of a pair; SDXL's crop "
+        "conditioning tells the model where it was cut (default: no crop)",
+    )
+    parser.add_argument(
         "--separate-passes", action="store_true", help="two UNet passes per step instead of one batched pass"
     )
     add_common_options(parser)
@@ -51,6 +59,7 @@ def visual_config_from_args(args: argparse.Namespace):
         resolution=args.resolution,
         batch_size=1 if args.batch_size is None else args.batch_size,
         augment=args.augment,
+        crop_scale=args.crop_scale,
         separate_passes=args.separate_passes,
         train=train,
     )
