@@ -43,11 +43,12 @@ from transfer.toyworld.slider_eval import (  # noqa: E402
     structure_change,
 )
 from transfer.toyworld.slider_prompts import eye_size_entries, smile_entries  # noqa: E402
+from transfer.toyworld.training import device_report  # noqa: E402
 
 PROMPTS = ("a face with red hair", "a wide face", "a face with dark skin", "a narrow face with blue hair")
 
 
-def train_gan_slider(pipe, gan: Path, work: Path, steps: int, seed: int) -> tuple[Path, float]:
+def train_gan_slider(pipe, gan: Path, work: Path, steps: int, seed: int, device: str) -> tuple[Path, float]:
     """Mine graded symmetric pairs from the toy GAN's eye channel (L3 ch 0) and train a visual slider."""
     from pair_datasets import Corpus
     from sliders.config import TrainSettings
@@ -57,7 +58,7 @@ def train_gan_slider(pipe, gan: Path, work: Path, steps: int, seed: int) -> tupl
     from transfer.toyworld.toy_gan import EYE_CHANNEL, EYE_LAYER
 
     started = time.perf_counter()
-    G, path = load_gan(gan, device="cpu")
+    G, path = load_gan(gan, device=device)
     stats = style_stats(G, num_samples=10_000, seed=seed, cache_dir=work / "cache")
     edit, provenance = channel_source(G, EYE_LAYER, EYE_CHANNEL, stats)
     config = MiningConfig(pairs=32, delta=1.0, levels=(1.0, 2.0), seed=seed, resolution=64, batch=16,
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="toy", help="toy SDXL folder (default: the shipped one)")
     parser.add_argument("--gan", type=Path, help="toy StyleGAN3 (default: the shipped one)")
     parser.add_argument("--probe", type=Path, help="probe folder (default: the shipped one)")
+    parser.add_argument("--no-gan", action="store_true", help="skip the GAN-transferred slider")
     parser.add_argument("--slider", action="append", default=[], metavar="NAME=FILE:ATTR",
                         help="measure these files instead of training (repeatable)")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=8, help="seeds per prompt (8; x 4 prompts = 32)")
@@ -161,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu (default), cuda, cuda:N or mps; float32 on every one"
+    )
     parser.add_argument("--work", type=Path, help="keep the trained sliders here (default: a temp folder)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -181,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     if probe_folder is None:
         raise FileNotFoundError(f"no probe under {assets_dir()}: run `concept-transfer toyworld build`")
     probe = load_probe(probe_folder)
-    pipe = load_sdxl(args.model, device="cpu")
+    probe.net.to(args.device)
+
+    def fresh_pipe():  # a clean UNet for each slider: peft leaves wrappers behind
+        return load_sdxl(args.model, device=args.device, dtype="float32")
+
+    pipe = fresh_pipe()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -189,17 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.slider:
             jobs = [(*parse_slider(s), None) for s in args.slider]
         else:
-            path, seconds = train_gan_slider(
-                pipe, args.gan or toy_gan_path(), work, args.visual_steps, args.seed
-            )
-            pipe = load_sdxl(args.model, device="cpu")  # a clean UNet: peft leaves wrappers behind
-            jobs.append(("gan_eye_size", path, "eye_size", seconds))
+            if not args.no_gan:
+                path, seconds = train_gan_slider(
+                    pipe, args.gan or toy_gan_path(), work, args.visual_steps, args.seed, args.device
+                )
+                pipe = fresh_pipe()
+                jobs.append(("gan_eye_size", path, "eye_size", seconds))
             for concept in filter(None, args.text_concepts.split(",")):
                 for schedule in filter(None, args.schedules.split(",")):
                     path, seconds = train_text_slider_for(
                         pipe, concept, schedule, work, args.text_steps, args.seed
                     )
-                    pipe = load_sdxl(args.model, device="cpu")  # a clean UNet: peft leaves wrappers behind
+                    pipe = fresh_pipe()
                     jobs.append((f"text_{concept}_{schedule}", path, TEXT_SLIDERS[concept][0], seconds))
         torch.set_grad_enabled(False)
         seeds = [args.seed + i for i in range(args.seeds)]
@@ -226,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "sliders": results,
         "seconds": round(time.perf_counter() - started, 1),
         "torch_threads": torch.get_num_threads(),
+        **device_report(torch.device(args.device)),
     }
     if args.json:
         print(json.dumps(summary))

@@ -112,3 +112,4 @@ def test_cpu_vae_run_is_bit_identical_to_the_pre_device_code(tmp_path, monkeypat
             assert torch.equal(value, saved[key]), (run, key)
         report = json.loads((tmp_path / run / "vae_done.json").read_text())
         assert report["device"] == "cpu" and "device_name" not in report
+        assert report["threads"] == torch.get_num_threads()  # part of the recipe: threads change the bits

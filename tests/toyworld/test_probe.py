@@ -71,5 +71,6 @@ def test_shipped_probe_reads_renders_in_order():
     r2 = probe.metrics["heldout_r2"]
     for name, value in r2["clean"].items():
         assert value >= 0.9, name
-    # Through the VAE, eye size still reads well; the mouth's curvature is partly lost in the VAE itself.
-    assert r2["vae_round_trip"]["eye_size"] >= 0.9
+    # Through the 500-step VAE (~25 dB) the bold mouth survives; the eyes' whites and pupils blur a little.
+    assert r2["vae_round_trip"]["smile"] >= 0.95
+    assert r2["vae_round_trip"]["eye_size"] >= 0.8

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--decoder-steps", type=int, default=None, help="decoder fine-tuning steps (default 500)"
     )
-    build.add_argument("--unet-steps", type=int, default=None, help="UNet training steps (default 2400)")
+    build.add_argument("--unet-steps", type=int, default=None, help="UNet training steps (default 4800)")
     build.add_argument("--probe-steps", type=int, default=None, help="probe training steps (default 800)")
     build.add_argument(
         "--gan-steps", type=int, default=None, help="toy StyleGAN3 fitting steps (default 3600)"

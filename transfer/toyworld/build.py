@@ -35,7 +35,7 @@ class BuildConfig:
     seed: int = 0
     vae_steps: int = 500
     decoder_steps: int = 500
-    unet_steps: int = 2400
+    unet_steps: int = 4800
     probe_steps: int = 800
     gan_steps: int = 3600
     unet_images: int = 16384

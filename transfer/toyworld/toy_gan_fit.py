@@ -42,7 +42,14 @@ from transfer.toyworld.training import (
     to_tensor,
     to_uint8,
 )
-from transfer.toyworld.world import FaceAttributes, render_batch
+from transfer.toyworld.world import (
+    FACE_CENTER,
+    MOUTH_HALF_WIDTH,
+    MOUTH_LINE_PX,
+    MOUTH_ROW,
+    FaceAttributes,
+    render_batch,
+)
 
 CHECKPOINT = "toy_gan.pt"
 
@@ -133,14 +140,15 @@ def region_weights(attrs: np.ndarray, eye_weight: float, mouth_weight: float, si
     eye, width, xs, ys = attrs[:, 0], attrs[:, 2], attrs[:, 5], attrs[:, 6]
     grid = np.arange(size) + 0.5
     px, py = grid[None, None, :], grid[None, :, None]
-    cx, cy = (32.0 + xs)[:, None, None], (34.0 + ys)[:, None, None]
+    cx, cy = (FACE_CENTER[0] + xs)[:, None, None], (FACE_CENTER[1] + ys)[:, None, None]
     dx = (0.45 * width + 1.0)[:, None, None]
     r = (eye + 1.5)[:, None, None]
     weights = np.ones((len(attrs), size, size))
     for side in (-1.0, 1.0):
         inside = (px - (cx + side * dx)) ** 2 + (py - (cy - 2.0)) ** 2 <= r**2
         weights = np.where(inside, eye_weight, weights)
-    mouth = (np.abs(px - cx) <= 0.42 * width[:, None, None] + 1.5) & (np.abs(py - (cy + 11.0)) <= 6.5)
+    mouth_half = MOUTH_HALF_WIDTH * width[:, None, None] + MOUTH_LINE_PX
+    mouth = (np.abs(px - cx) <= mouth_half) & (np.abs(py - (cy + MOUTH_ROW)) <= 7.0)
     weights = np.maximum(weights, np.where(mouth, mouth_weight, 1.0))
     return torch.from_numpy(weights).float()[:, None]
 

@@ -73,7 +73,7 @@ def sample_caption_ids(rng: np.random.Generator, bins: torch.Tensor) -> torch.Te
 
 def train_unet(
     work: Path,
-    steps: int = 2400,
+    steps: int = 4800,
     batch_size: int = 32,
     seed: int = 0,
     lr: float = 6e-4,

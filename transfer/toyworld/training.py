@@ -147,9 +147,12 @@ def prefetch(make: Callable[[int], T], steps: Iterable[int], enabled: bool, ahea
                 future.cancel()
 
 
-def device_report(device: torch.device) -> dict[str, str]:
-    """What a *_done.json records about the device a stage trained on."""
-    report = {"device": str(device)}
+def device_report(device: torch.device) -> dict[str, str | int]:
+    """What a *_done.json records about the device a stage trained on, and the CPU threads it used.
+
+    The thread count is part of the recipe: on the CPU, 1 and 2 threads give different bits.
+    """
+    report: dict[str, str | int] = {"device": str(device), "threads": torch.get_num_threads()}
     if device.type == "cuda":
         report["device_name"] = torch.cuda.get_device_name(device)
     return report
