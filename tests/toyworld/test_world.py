@@ -125,3 +125,12 @@ def test_bad_attributes_are_refused():
         middle_attributes().replace(eye_size=float("nan"))
     with pytest.raises(ValueError, match="expected 7"):
         FaceAttributes.from_array(np.zeros(3))
+
+
+@pytest.mark.parametrize("tone", [0.0, 0.5, 1.0])
+def test_the_mouth_stands_out_on_every_skin_tone(tone):
+    # A mouth close to the skin in RGB is what the VAE drops first (it once did, on dark skin).
+    face = middle_attributes().replace(skin_tone=tone, smile=0.0, x_shift=0.0, y_shift=0.0)
+    image = np.asarray(render(face)).astype(float)
+    mouth, skin = image[46, 32], image[43, 32]  # a flat mouth lies on rows 45-47; row 43 is bare skin
+    assert np.linalg.norm(mouth - skin) > 100
