@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "benchmark": "quality",
         "world": "toy",
+        "models": {"sdxl": str(args.model), "gan": str(args.gan or "toy"), "probe": str(probe_folder)},
         "prompts": list(PROMPTS),
         "seeds_per_prompt": args.seeds,
         "scales": list(SCALES),
