@@ -27,7 +27,7 @@ STAGES = ("vae", "decoder", "unet", "probe", "gan", "eval", "ship")
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """What `toyworld build` runs and where; step counts fit about an hour on one CPU thread."""
+    """What `toyworld build` runs and where; the defaults take about 48 min on two CPU cores."""
 
     out: Path
     work: Path

@@ -43,11 +43,13 @@ from transfer.toyworld.training import (
     to_uint8,
 )
 from transfer.toyworld.world import (
+    EYE_ROW,
     FACE_CENTER,
     MOUTH_HALF_WIDTH,
     MOUTH_LINE_PX,
     MOUTH_ROW,
     FaceAttributes,
+    eye_offset,
     render_batch,
 )
 
@@ -141,11 +143,11 @@ def region_weights(attrs: np.ndarray, eye_weight: float, mouth_weight: float, si
     grid = np.arange(size) + 0.5
     px, py = grid[None, None, :], grid[None, :, None]
     cx, cy = (FACE_CENTER[0] + xs)[:, None, None], (FACE_CENTER[1] + ys)[:, None, None]
-    dx = (0.45 * width + 1.0)[:, None, None]
+    dx = eye_offset(width)[:, None, None]
     r = (eye + 1.5)[:, None, None]
     weights = np.ones((len(attrs), size, size))
     for side in (-1.0, 1.0):
-        inside = (px - (cx + side * dx)) ** 2 + (py - (cy - 2.0)) ** 2 <= r**2
+        inside = (px - (cx + side * dx)) ** 2 + (py - (cy + EYE_ROW)) ** 2 <= r**2
         weights = np.where(inside, eye_weight, weights)
     mouth_half = MOUTH_HALF_WIDTH * width[:, None, None] + MOUTH_LINE_PX
     mouth = (np.abs(px - cx) <= mouth_half) & (np.abs(py - (cy + MOUTH_ROW)) <= 7.0)

@@ -20,6 +20,7 @@ _CANVAS = RESOLUTION * _SUPERSAMPLE
 BACKGROUND = (226, 230, 236)
 # Geometry shared with the GAN fit's loss weights, in px at 64x64 relative to the face centre.
 FACE_CENTER = (32.0, 34.0)
+EYE_ROW = -2.0  # the eyes' centre row relative to the face centre
 MOUTH_ROW = 12.5  # the corners' row below the centre; a frown's middle still clears the nose
 MOUTH_HALF_WIDTH = 0.42  # of the face half-width
 MOUTH_LINE_PX = 3
@@ -145,6 +146,11 @@ def _mouth_points(cx: float, cy: float, half_width: float, curve: float, n: int 
     return [(cx + x * half_width, cy + curve * (1.0 - x * x)) for x in xs]
 
 
+def eye_offset(face_width):
+    """Horizontal distance (px) from the face centre to each eye's centre; takes floats or arrays."""
+    return 0.45 * face_width + 1.0
+
+
 def render(attrs: FaceAttributes) -> Image.Image:
     """Draw one face as a 64x64 RGB image (drawn at 256x256, box-filtered down: antialiased)."""
     s = _SUPERSAMPLE
@@ -169,8 +175,8 @@ def render(attrs: FaceAttributes) -> Image.Image:
         outline=hair,
     )
 
-    eye_dx = 0.45 * attrs.face_width + 1.0
-    eye_y = cy - 2.0 * s
+    eye_dx = eye_offset(attrs.face_width)
+    eye_y = cy + EYE_ROW * s
     r = attrs.eye_size * s
     for side in (-1.0, 1.0):
         ex = cx + side * eye_dx * s
