@@ -39,10 +39,10 @@ from text_slider_step import SDXL_ARCH_NAME, device_name, random_sdxl_pipeline  
 
 from sliders.lora import target_module_names  # noqa: E402
 from sliders.slider_file import LoraFactors  # noqa: E402
+from toyworld.tiny_sdxl import TEXT_HIDDEN, TEXT_PROJECTION, TIME_EMBED_DIM, build_tiny_sdxl  # noqa: E402
 from transfer.compose import compose_sliders  # noqa: E402
 from transfer.gate import DEFAULT_START_NOISE, SliderGate, planned_timesteps  # noqa: E402
 from transfer.sdxl import load_sdxl  # noqa: E402
-from transfer.tiny_sdxl import TEXT_HIDDEN, TEXT_PROJECTION, TIME_EMBED_DIM, build_tiny_sdxl  # noqa: E402
 
 COUNTS = (1, 10, 50)
 ARCH_NAMES = {

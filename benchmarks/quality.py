@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transfer.toyworld.slider_eval import (  # noqa: E402
+from toyworld.slider_eval import (  # noqa: E402
     SCALES,
     SweepSpec,
     measure_sweep,
@@ -42,8 +42,8 @@ from transfer.toyworld.slider_eval import (  # noqa: E402
     render_sweep,
     structure_change,
 )
-from transfer.toyworld.slider_prompts import eye_size_entries, smile_entries  # noqa: E402
-from transfer.toyworld.training import device_report  # noqa: E402
+from toyworld.slider_prompts import eye_size_entries, smile_entries  # noqa: E402
+from toyworld.training import device_report  # noqa: E402
 
 PROMPTS = ("a face with red hair", "a wide face", "a face with dark skin", "a narrow face with blue hair")
 
@@ -55,7 +55,7 @@ def train_gan_slider(pipe, gan: Path, work: Path, steps: int, seed: int, device:
     from sliders.visual_slider import VisualSliderConfig, train_visual_slider
     from stylegan_bridge.mining import MiningConfig, channel_source, gan_source, load_gan, mine
     from stylegan_bridge.style_space import style_stats
-    from transfer.toyworld.toy_gan import EYE_CHANNEL, EYE_LAYER
+    from toyworld.toy_gan import EYE_CHANNEL, EYE_LAYER
 
     started = time.perf_counter()
     G, path = load_gan(gan, device=device)
@@ -86,7 +86,7 @@ def train_text_slider_for(
     """A text slider for `concept` trained with `schedule` (same steps, lr and seed for every schedule)."""
     from sliders.config import TextSliderConfig, TrainSettings
     from sliders.text_slider import train_text_slider
-    from transfer.toyworld.demo import DemoSettings
+    from toyworld.demo import DemoSettings
 
     started = time.perf_counter()
     _, make_entries, eta = TEXT_SLIDERS[concept]
@@ -121,7 +121,7 @@ def evaluate(pipe, probe, path: Path, target: str, prompts, seeds, steps: int, g
 
 def parse_slider(text: str) -> tuple[str, Path, str]:
     """`name=FILE:attribute` -> (name, file, attribute)."""
-    from transfer.toyworld.world import ATTRIBUTE_NAMES
+    from toyworld.world import ATTRIBUTE_NAMES
 
     try:
         name, rest = text.split("=", 1)
@@ -175,11 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    from toyworld import assets_dir
+    from toyworld.demo import find_probe_folder
+    from toyworld.probe import load_probe
+    from toyworld.toy_gan import toy_gan_path
     from transfer.sdxl import load_sdxl
-    from transfer.toyworld import assets_dir
-    from transfer.toyworld.demo import find_probe_folder
-    from transfer.toyworld.probe import load_probe
-    from transfer.toyworld.toy_gan import toy_gan_path
 
     started = time.perf_counter()
     probe_folder = args.probe or find_probe_folder(assets_dir())

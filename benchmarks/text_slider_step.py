@@ -58,7 +58,7 @@ def build_random_sdxl(device: str = "cuda", dtype: torch.dtype = torch.bfloat16)
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from transfer.tiny_sdxl import build_char_tokenizer
+    from toyworld.tiny_sdxl import build_char_tokenizer
 
     tokenizer = build_char_tokenizer()
 
@@ -192,10 +192,10 @@ def load_model(args, scratch: Path):
     if args.arch == "sdxl":
         return random_sdxl_pipeline(args.device), SDXL_ARCH_NAME
     if args.model is None:
-        from transfer.tiny_sdxl import build_tiny_sdxl
+        from toyworld.tiny_sdxl import build_tiny_sdxl
 
         folder = build_tiny_sdxl(scratch / "tiny_sdxl")
-        return load_sdxl(str(folder), device=args.device), "tiny fixture (transfer.tiny_sdxl)"
+        return load_sdxl(str(folder), device=args.device), "tiny fixture (toyworld.tiny_sdxl)"
     return load_sdxl(args.model, device=args.device), args.model
 
 

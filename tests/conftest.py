@@ -14,7 +14,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 @pytest.fixture(scope="session")
 def tiny_sdxl_path(tmp_path_factory):
     """A saved tiny SDXL diffusers folder (built offline with a local tokenizer)."""
-    from transfer.tiny_sdxl import build_tiny_sdxl
+    from toyworld.tiny_sdxl import build_tiny_sdxl
 
     return build_tiny_sdxl(tmp_path_factory.mktemp("tiny_sdxl") / "model", seed=0)
 

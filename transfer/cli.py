@@ -16,13 +16,13 @@ COMMAND_MODULES = [
     "transfer.commands.train",
     "transfer.commands.slider",
     "transfer.commands.pairs",
-    "transfer.commands.toyworld",
+    "toyworld.commands.build",
     "transfer.commands.apply",
     "transfer.commands.gan",
     "transfer.commands.directions",
     "transfer.commands.mine",
     "transfer.commands.transfer_cmd",
-    "transfer.commands.demo",
+    "toyworld.commands.demo",
 ]
 
 

@@ -63,6 +63,7 @@ class TransferPlan:
     size: int | None = None
     device: str | None = None
     gan_aliases: dict[str, Path] = field(default_factory=dict)
+    model_aliases: dict[str, Path] = field(default_factory=dict)
     redo: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -163,7 +164,7 @@ def run_transfer(plan: TransferPlan, say: Callable[[str], None] = print) -> dict
     if changed or _needed("train", plan.slider_path, plan):
         changed = True
         say(f"[2/3] train visual slider: {plan.slider.train.steps} steps -> {plan.slider_path}")
-        pipe = load_sdxl(plan.model, device=plan.device)
+        pipe = load_sdxl(plan.model, device=plan.device, aliases=plan.model_aliases)
         device = pipe.unet.device
         train_stage(plan, pipe)
         remove_adapters(pipe.unet)  # the sweep composes the saved slider; the trained one must not stay on
@@ -174,7 +175,7 @@ def run_transfer(plan: TransferPlan, say: Callable[[str], None] = print) -> dict
         say(
             f"[3/3] sweep: {len(plan.prompts)} prompts x {len(plan.seeds)} seeds x {len(plan.sweep_scales)} scales"
         )
-        pipe = pipe or load_sdxl(plan.model, device=plan.device)
+        pipe = pipe or load_sdxl(plan.model, device=plan.device, aliases=plan.model_aliases)
         sweep_stage(plan, pipe)
     else:
         say(f"[3/3] sweep: kept {plan.sweep_dir}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,18 +52,14 @@ def choose_placement(device: str | None = None, dtype: str | None = None) -> Pla
     return Placement(resolved, torch.float32)
 
 
-def resolve_model(model: str) -> str:
-    """Map the named embedded models (`toy`) to their folders; anything else is returned as given."""
-    if model == "toy":
-        from transfer.toyworld import toy_sdxl_path
-
-        path = toy_sdxl_path()
-        if not path.exists():
-            raise FileNotFoundError(
-                f"--model toy: the toy SDXL is not built ({path}); run `concept-transfer toyworld build`"
-            )
-        return str(path)
-    return model
+def resolve_model(model: str, aliases: Mapping[str, Path] | None = None) -> str:
+    """The folder or file a named model (`aliases`, e.g. the CLI's `toy`) stands for; else `model`."""
+    if not aliases or model not in aliases:
+        return model
+    path = Path(aliases[model])
+    if not path.exists():
+        raise FileNotFoundError(f"--model {model}: the model it names is missing ({path})")
+    return str(path)
 
 
 def _looks_like_path(model: str) -> bool:
@@ -80,12 +77,14 @@ def load_sdxl(
     device: str | None = None,
     dtype: str | None = None,
     offload: bool = False,
+    aliases: Mapping[str, Path] | None = None,
 ) -> StableDiffusionXLPipeline:
     """Load SDXL from `model` (hub id, diffusers folder or single .safetensors/.ckpt file) and place it.
 
-    `offload=True` uses accelerate's model CPU offload on CUDA, for GPUs with little memory.
+    `offload=True` uses accelerate's model CPU offload on CUDA, for GPUs with little memory; `aliases`
+    maps names (the command line's `toy`) to folders.
     """
-    model = resolve_model(model)
+    model = resolve_model(model, aliases)
     placement = choose_placement(device, dtype)
     path = Path(model).expanduser()
     if _looks_like_path(model) and not path.exists():

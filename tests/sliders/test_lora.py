@@ -14,7 +14,7 @@ from sliders.lora import (
     slider_scale,
     target_module_names,
 )
-from transfer.tiny_sdxl import build_tiny_unet
+from toyworld.tiny_sdxl import build_tiny_unet
 
 
 @pytest.fixture

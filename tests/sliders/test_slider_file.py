@@ -19,7 +19,7 @@ from sliders.slider_file import (
     save_slider,
     slider_metadata,
 )
-from transfer.tiny_sdxl import build_tiny_unet
+from toyworld.tiny_sdxl import build_tiny_unet
 
 
 def text_metadata(**changes):

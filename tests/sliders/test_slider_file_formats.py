@@ -19,7 +19,7 @@ from sliders.slider_file import (
     load_slider,
 )
 from sliders.unet_names import adaptable_modules, decode_underscores, kohya_resolver, sgm_prefixes
-from transfer.tiny_sdxl import build_tiny_unet
+from toyworld.tiny_sdxl import build_tiny_unet
 
 
 @pytest.fixture

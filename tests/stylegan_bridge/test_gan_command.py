@@ -39,7 +39,7 @@ def test_gan_export_refuses_a_malicious_pickle(tmp_path, capsys):
 
 def test_gan_export_writes_an_nvlabs_structured_pickle_of_the_toy_gan(tmp_path, capsys):
     from stylegan_bridge.pickle_loader import read_pickle
-    from transfer.toyworld.toy_gan import toy_gan_path
+    from toyworld.toy_gan import toy_gan_path
 
     out = tmp_path / "toy.pkl"
     assert main(["gan", "export", "toy", "--out", str(out)]) == 0

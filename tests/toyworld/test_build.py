@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from transfer.commands import toyworld as command
-from transfer.toyworld import assets_dir
-from transfer.toyworld.build import STAGES, BuildConfig, run_build
+from toyworld import assets_dir
+from toyworld.build import STAGES, BuildConfig, run_build
+from toyworld.commands import build as command
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

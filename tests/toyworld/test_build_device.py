@@ -10,12 +10,12 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-import transfer.toyworld.vae as vae_module
+import toyworld.vae as vae_module
+from toyworld.build import BuildConfig, tf32_matmuls
+from toyworld.commands import build as command
+from toyworld.training import EMA, load_checkpoint, prefetch, world_batch
+from toyworld.vae import build_vae, posterior_sample, train_vae
 from transfer.cli import main
-from transfer.commands import toyworld as command
-from transfer.toyworld.build import BuildConfig, tf32_matmuls
-from transfer.toyworld.training import EMA, load_checkpoint, prefetch, world_batch
-from transfer.toyworld.vae import build_vae, posterior_sample, train_vae
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from transfer.toyworld import assets_dir
-from transfer.toyworld.probe import (
+from toyworld import assets_dir
+from toyworld.probe import (
     AttributeProbe,
     ProbeConfig,
     ProbeNet,
@@ -17,7 +17,7 @@ from transfer.toyworld.probe import (
     load_probe,
     save_probe,
 )
-from transfer.toyworld.world import ATTRIBUTE_NAMES, middle_attributes, render
+from toyworld.world import ATTRIBUTE_NAMES, middle_attributes, render
 
 SHIPPED = (assets_dir() / "probe.safetensors").exists()
 

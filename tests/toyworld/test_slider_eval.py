@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transfer.toyworld.slider_eval import SCALES, quality, structure_change
-from transfer.toyworld.world import ATTRIBUTE_NAMES, WORLD_STD
+from toyworld.slider_eval import SCALES, quality, structure_change
+from toyworld.world import ATTRIBUTE_NAMES, WORLD_STD
 
 
 def readings(target: str, slope: float, noise: float = 0.0) -> dict[str, np.ndarray]:

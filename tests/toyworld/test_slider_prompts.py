@@ -2,8 +2,8 @@
 
 import pytest
 
-from transfer.toyworld.slider_prompts import eye_size_entries, smile_entries
-from transfer.toyworld.world import all_captions
+from toyworld.slider_prompts import eye_size_entries, smile_entries
+from toyworld.world import all_captions
 
 
 @pytest.mark.parametrize("entries", [smile_entries, eye_size_entries])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from transformers import CLIPTokenizer
 
-from transfer.toyworld.tokenizer import MODEL_MAX_LENGTH, build_world_tokenizer
-from transfer.toyworld.world import all_captions, vocabulary
+from toyworld.tokenizer import MODEL_MAX_LENGTH, build_world_tokenizer
+from toyworld.world import all_captions, vocabulary
 
 
 def test_world_words_are_single_tokens():

@@ -11,8 +11,8 @@ import torch
 from stylegan_bridge import Generator, load_generator
 from stylegan_bridge.directions import box_mask, parse_box, rank_channels
 from stylegan_bridge.style_space import compute_style_stats, style_vectors
-from transfer.toyworld import assets_dir
-from transfer.toyworld.toy_gan import (
+from toyworld import assets_dir
+from toyworld.toy_gan import (
     EYE_CHANNEL,
     EYE_LAYER,
     NUM_ATTRIBUTES,
@@ -27,7 +27,7 @@ from transfer.toyworld.toy_gan import (
     toy_gan_path,
     z_from_attributes,
 )
-from transfer.toyworld.toy_gan_fit import (
+from toyworld.toy_gan_fit import (
     FitConfig,
     finalize,
     fit,
@@ -35,9 +35,9 @@ from transfer.toyworld.toy_gan_fit import (
     region_weights,
     synthesis_trainable,
 )
-from transfer.toyworld.toy_gan_measure import EYE_BOX, channel_effect, eye_size_from_pixels
-from transfer.toyworld.training import to_tensor
-from transfer.toyworld.world import SPECS, render_batch, sample_attributes
+from toyworld.toy_gan_measure import EYE_BOX, channel_effect, eye_size_from_pixels
+from toyworld.training import to_tensor
+from toyworld.world import SPECS, render_batch, sample_attributes
 
 SHIPPED = (assets_dir() / TOY_GAN_FILE).exists()
 needs_shipped = pytest.mark.skipif(not SHIPPED, reason="toy StyleGAN3 not built (toyworld build --stage gan)")

@@ -9,11 +9,11 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, StableDiffusionXLPipeline
 
-from transfer.toyworld import assets_dir, toy_sdxl_path
-from transfer.toyworld.decoder import final_vae_path, train_decoder
-from transfer.toyworld.train_sdxl import caption_index, train_unet
-from transfer.toyworld.vae import build_vae, decode_latents, encode_latents, latent_statistics, train_vae
-from transfer.toyworld.world import all_captions, caption_bins, compose_caption, middle_attributes
+from toyworld import assets_dir, toy_sdxl_path
+from toyworld.decoder import final_vae_path, train_decoder
+from toyworld.train_sdxl import caption_index, train_unet
+from toyworld.vae import build_vae, decode_latents, encode_latents, latent_statistics, train_vae
+from toyworld.world import all_captions, caption_bins, compose_caption, middle_attributes
 
 SHIPPED = (assets_dir() / "sdxl" / "model_index.json").exists()
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from transfer.toyworld.demo import ToyAssets, toy_assets
-from transfer.toyworld.world import WORLD_STD
+from toyworld.demo import ToyAssets, toy_assets
+from toyworld.world import WORLD_STD
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def assets() -> ToyAssets:
     """The shipped toy SDXL, toy StyleGAN3 and probe; the tests skip while any is missing."""
     found = toy_assets()
     if found is None:
-        pytest.skip("toy world not shipped (transfer/toyworld/assets: sdxl/, toy_stylegan3, probe)")
+        pytest.skip("toy world not shipped (toyworld/assets: sdxl/, toy_stylegan3, probe)")
     return found
 
 
@@ -23,11 +23,12 @@ def test_shipped_models_load_through_public_loaders(assets):
     from diffusers import StableDiffusionXLPipeline
 
     from stylegan_bridge import Generator, load_generator
+    from toyworld.probe import load_probe
+    from toyworld.toy_gan import toy_gan_path
+    from transfer.commands.aliases import model_aliases
     from transfer.sdxl import load_sdxl
-    from transfer.toyworld.probe import load_probe
-    from transfer.toyworld.toy_gan import toy_gan_path
 
-    pipe = load_sdxl("toy", device="cpu")
+    pipe = load_sdxl("toy", device="cpu", aliases=model_aliases())
     assert isinstance(pipe, StableDiffusionXLPipeline)
     assert pipe.unet.config.addition_embed_type == "text_time"
     assert pipe.unet.dtype == torch.float32  # CPU placement upcasts the fp16 files
@@ -44,11 +45,11 @@ def test_gan_slider_moves_probe_eye_size(assets, tmp_path):
     from sliders.visual_slider import VisualSliderConfig, train_visual_slider
     from stylegan_bridge.mining import MiningConfig, channel_source, gan_source, load_gan, mine
     from stylegan_bridge.style_space import style_stats
+    from toyworld.probe import load_probe
+    from toyworld.slider_eval import SweepSpec, measure_sweep, render_sweep
+    from toyworld.toy_gan import EYE_CHANNEL, EYE_LAYER
     from transfer.apply import remove_adapters
     from transfer.sdxl import load_sdxl
-    from transfer.toyworld.probe import load_probe
-    from transfer.toyworld.slider_eval import SweepSpec, measure_sweep, render_sweep
-    from transfer.toyworld.toy_gan import EYE_CHANNEL, EYE_LAYER
 
     G, gan_path = load_gan(assets.gan, device="cpu")
     stats = style_stats(G, num_samples=2000, cache_dir=tmp_path / "cache")
@@ -71,6 +72,6 @@ def test_gan_slider_moves_probe_eye_size(assets, tmp_path):
 
 
 def test_gan_alias_toy_names_the_shipped_generator(assets):
-    from transfer.commands.mine import gan_aliases
+    from transfer.commands.aliases import gan_aliases
 
     assert gan_aliases() == {"toy": assets.gan}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transfer.toyworld.world import (
+from toyworld.world import (
     ATTRIBUTE_NAMES,
     SPEC_BY_NAME,
     WORLD_STD,

@@ -7,8 +7,8 @@ import torch
 from peft.tuners.lora import LoraLayer
 
 from sliders.slider_file import LoraFactors
+from toyworld.tiny_sdxl import build_tiny_unet
 from transfer.compose import compose_sliders
-from transfer.tiny_sdxl import build_tiny_unet
 
 SCALES = [1.5, -2.0, 0.7]
 

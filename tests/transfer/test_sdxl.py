@@ -39,3 +39,17 @@ def test_placement_defaults_and_errors():
     assert choose_placement("cpu", "bf16").dtype == torch.bfloat16
     with pytest.raises(ValueError, match="dtype"):
         choose_placement("cpu", "int8")
+
+
+def test_named_models_resolve_through_the_aliases_given(tiny_sdxl_path, tmp_path):
+    pipe = load_sdxl("mine", device="cpu", aliases={"mine": tiny_sdxl_path})
+    assert pipe.unet.config.addition_embed_type == "text_time"
+    with pytest.raises(FileNotFoundError, match=r"--model gone: the model it names is missing .*absent"):
+        load_sdxl("gone", aliases={"gone": tmp_path / "absent"})
+
+
+def test_the_command_line_names_the_toy_world_model():
+    from toyworld import toy_sdxl_path
+    from transfer.commands.aliases import model_aliases
+
+    assert model_aliases()["toy"] == toy_sdxl_path()

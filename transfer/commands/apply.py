@@ -150,6 +150,7 @@ def run_apply(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from transfer.apply import load_image, load_sliders, parse_slider_spec
+    from transfer.commands.aliases import model_aliases
     from transfer.sdxl import load_sdxl
     from transfer.sweep import run_sweep
 
@@ -165,7 +166,9 @@ def run_apply(args: argparse.Namespace) -> int:
     if settings.sweep_scales is not None and not specs:
         raise ValueError("--scales: a sweep needs at least one --slider")
     print(f"loading {args.model} ...", flush=True)
-    pipe = load_sdxl(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
+    pipe = load_sdxl(
+        args.model, device=args.device, dtype=args.dtype, offload=args.offload, aliases=model_aliases()
+    )
     sliders = load_sliders(specs, pipe.unet)
     summary = run_sweep(pipe, sliders, settings, args.out, on_grid=lambda path: tqdm.write(f"grid: {path}"))
     print(f"{len(summary['images'])} images in {args.out / 'images'}; summary: {args.out / 'summary.json'}")

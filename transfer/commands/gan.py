@@ -37,7 +37,7 @@ def run_export(args: argparse.Namespace) -> int:
     from stylegan_bridge.loading import export_generator, load_generator  # torch: only when run
     from stylegan_bridge.mining import resolve_gan
     from stylegan_bridge.pickle_export import write_nvlabs_pickle
-    from transfer.commands.mine import gan_aliases
+    from transfer.commands.aliases import gan_aliases
 
     suffix = args.out.suffix.lower()
     if suffix not in (".safetensors", ".pt", ".pth", ".pkl"):

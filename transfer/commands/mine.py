@@ -15,16 +15,6 @@ if TYPE_CHECKING:  # torch loads only when a command runs, not to build the pars
     from stylegan_bridge.style_space import StyleStats
 
 
-def gan_aliases() -> dict[str, Path]:
-    """Names `--gan` accepts besides paths: `toy`, the toy world's StyleGAN3, once it is built."""
-    from transfer.toyworld.toy_gan import toy_gan_path  # lazy: keeps building the parser free of torch
-
-    try:
-        return {"toy": toy_gan_path()}
-    except FileNotFoundError:
-        return {}
-
-
 def add_gan_arguments(parser: argparse.ArgumentParser) -> None:
     """--gan, --device and the style-statistics options shared by `mine` and `directions`."""
     parser.add_argument(
@@ -49,6 +39,7 @@ def add_gan_arguments(parser: argparse.ArgumentParser) -> None:
 def gan_from_args(args: argparse.Namespace) -> tuple[nn.Module, Path]:
     """Load the generator named by --gan onto --device."""
     from stylegan_bridge.mining import load_gan
+    from transfer.commands.aliases import gan_aliases
 
     return load_gan(args.gan, device=args.device, aliases=gan_aliases(), backend=args.backend)
 

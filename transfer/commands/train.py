@@ -159,12 +159,15 @@ def run_text(args: argparse.Namespace) -> int:
     """Train a text slider as the arguments say; prints where the files went."""
     from sliders.loss_log import loss_paths
     from sliders.text_slider import train_text_slider
+    from transfer.commands.aliases import model_aliases
     from transfer.sdxl import load_sdxl
 
     config = text_config_from_args(args)
     if args.out.suffix != ".safetensors":
         raise ValueError(f"--out {args.out}: a slider file must end in .safetensors")
-    pipe = load_sdxl(args.model, device=process_device(args.device), dtype=args.dtype)
+    pipe = load_sdxl(
+        args.model, device=process_device(args.device), dtype=args.dtype, aliases=model_aliases()
+    )
     out = train_text_slider(pipe, config, args.out, base_model=args.model, resume=args.resume,
                             show_progress=not args.quiet)  # fmt: skip
     csv_path, png_path = loss_paths(out)

@@ -70,13 +70,16 @@ def run_visual(args: argparse.Namespace) -> int:
     from pair_datasets import Corpus
     from sliders.loss_log import loss_paths
     from sliders.visual_slider import train_visual_slider
+    from transfer.commands.aliases import model_aliases
     from transfer.sdxl import load_sdxl
 
     config = visual_config_from_args(args)
     if args.out.suffix != ".safetensors":
         raise ValueError(f"--out {args.out}: a slider file must end in .safetensors")
     corpus = Corpus.open(args.pairs)
-    pipe = load_sdxl(args.model, device=process_device(args.device), dtype=args.dtype)  # own GPU per process
+    pipe = load_sdxl(
+        args.model, device=process_device(args.device), dtype=args.dtype, aliases=model_aliases()
+    )  # own GPU per process
     out = train_visual_slider(pipe, corpus, config, args.out, base_model=args.model, resume=args.resume,
                               show_progress=not args.quiet)  # fmt: skip
     csv_path, png_path = loss_paths(out)

@@ -70,8 +70,8 @@ def plan_from_args(args: argparse.Namespace):
     from sliders.config import TrainSettings
     from sliders.visual_slider import VisualSliderConfig
     from stylegan_bridge.mining import MiningConfig, parse_levels
+    from transfer.commands.aliases import gan_aliases, model_aliases
     from transfer.commands.apply import parse_floats, parse_ints
-    from transfer.commands.mine import gan_aliases
     from transfer.gate import GateSpec
     from transfer.recipe import DEFAULT_PROMPTS, TransferPlan
 
@@ -105,6 +105,7 @@ def plan_from_args(args: argparse.Namespace):
         size=args.size,
         device=args.device,
         gan_aliases=gan_aliases(),
+        model_aliases=model_aliases(),
         redo=tuple(s.strip() for s in args.redo.split(",") if s.strip()),
     )
 

@@ -19,7 +19,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from transfer.toyworld.world import ATTRIBUTE_NAMES, RESOLUTION, denormalize
+from toyworld.world import ATTRIBUTE_NAMES, RESOLUTION, denormalize
 
 PROBE_WEIGHTS = "probe.safetensors"
 PROBE_CONFIG = "probe.json"
@@ -127,9 +127,9 @@ def save_probe(folder: Path, net: ProbeNet, config: ProbeConfig, metrics: dict) 
 
 
 def load_probe(folder: Path | None = None) -> AttributeProbe:
-    """Load a probe folder (default: the one shipped in transfer/toyworld/assets)."""
+    """Load a probe folder (default: the one shipped in toyworld/assets)."""
     if folder is None:
-        from transfer.toyworld import assets_dir
+        from toyworld import assets_dir
 
         folder = assets_dir()
     folder = Path(folder)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from pair_datasets.atomic import atomic_write_text
-from transfer.toyworld.slider_prompts import smile_entries
+from toyworld.slider_prompts import smile_entries
 
 PROMPTS = ("a face with red hair", "a wide face", "a face with dark skin")
 GRID_SEEDS = (0, 1, 2)
@@ -74,8 +74,8 @@ def find_probe_folder(root: Path) -> Path | None:
 
 def toy_assets() -> ToyAssets | None:
     """The shipped toy SDXL, toy StyleGAN3 and probe, or None while any of them is missing."""
-    from transfer.toyworld import assets_dir, toy_sdxl_path
-    from transfer.toyworld.toy_gan import toy_gan_path
+    from toyworld import assets_dir, toy_sdxl_path
+    from toyworld.toy_gan import toy_gan_path
 
     try:
         sdxl, gan = toy_sdxl_path(), toy_gan_path()
@@ -88,7 +88,7 @@ def toy_assets() -> ToyAssets | None:
 def find_eye_channel(G, stats, settings: DemoSettings) -> list[dict]:
     """Style channels ranked by how much of their change falls in the box around the eyes, best first."""
     from stylegan_bridge.directions import box_mask, parse_box, rank_channels
-    from transfer.toyworld.toy_gan_measure import EYE_BOX
+    from toyworld.toy_gan_measure import EYE_BOX
 
     region = box_mask(parse_box(EYE_BOX), G.img_resolution)
     ranked = rank_channels(G, stats, seeds=settings.rank_seeds, delta=settings.rank_delta, region=region,
@@ -123,7 +123,7 @@ def save_plot(curves: dict[str, dict], path: Path) -> None:
 
 def curve_of(values: dict[str, np.ndarray], scales) -> dict:
     """Mean and standard error per scale of eye size and smile, relative to scale 0, in world stds."""
-    from transfer.toyworld.world import WORLD_STD
+    from toyworld.world import WORLD_STD
 
     zero = list(scales).index(0.0)
     out: dict = {"scales": list(scales)}
@@ -147,12 +147,12 @@ def run_toy_demo(
     from sliders.visual_slider import VisualSliderConfig, train_visual_slider
     from stylegan_bridge.mining import MiningConfig, channel_source, gan_source, load_gan, mine
     from stylegan_bridge.style_space import style_stats
+    from toyworld.probe import load_probe
+    from toyworld.slider_eval import SweepSpec, measure_sweep, quality, render_sweep
     from transfer.apply import SliderSpec, load_sliders
     from transfer.gate import GateSpec
     from transfer.sdxl import load_sdxl
     from transfer.sweep import SweepSettings, run_sweep
-    from transfer.toyworld.probe import load_probe
-    from transfer.toyworld.slider_eval import SweepSpec, measure_sweep, quality, render_sweep
 
     settings = settings or DemoSettings()
     assets = assets or toy_assets()

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from toyworld.world import ATTRIBUTE_NAMES, WORLD_STD
 from transfer.compose import compose_sliders
 from transfer.gate import SliderGate, planned_timesteps
-from transfer.toyworld.world import ATTRIBUTE_NAMES, WORLD_STD
 
 ALWAYS_ON = 1e9  # a gate above every timestep: the slider acts from the first step (no gate)
 SCALES = (-2.0, -1.0, 0.0, 1.0, 2.0)

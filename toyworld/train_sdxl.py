@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler
 from tqdm import tqdm
 
-from transfer.toyworld.sdxl_parts import (
+from toyworld.sdxl_parts import (
     SCHEDULER_CONFIG,
     assemble_pipeline,
     build_text_encoders,
@@ -24,7 +24,7 @@ from transfer.toyworld.sdxl_parts import (
     encode_captions,
     time_ids,
 )
-from transfer.toyworld.training import (
+from toyworld.training import (
     EMA,
     StageTimer,
     device_report,
@@ -34,8 +34,8 @@ from transfer.toyworld.training import (
     warmup_cosine,
     world_batch,
 )
-from transfer.toyworld.vae import encode_latents
-from transfer.toyworld.world import CAPTIONED, all_captions, caption_bins
+from toyworld.vae import encode_latents
+from toyworld.world import CAPTIONED, all_captions, caption_bins
 
 CAPTION_DROP_P = 0.3  # each phrase left out of a caption
 UNCOND_P = 0.1  # whole caption replaced by zero embeddings

@@ -62,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """Map the parsed arguments onto a BuildConfig (errors name the option)."""
-    from transfer.toyworld import assets_dir
-    from transfer.toyworld.build import STAGES, BuildConfig
+    from toyworld import assets_dir
+    from toyworld.build import STAGES, BuildConfig
 
     options = {
         "vae_steps": args.vae_steps,
@@ -94,7 +94,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run_build_command(args: argparse.Namespace) -> int:
     """Run the build and say where everything went."""
-    from transfer.toyworld.build import run_build
+    from toyworld.build import run_build
 
     config = config_from_args(args)
     out = run_build(config)

@@ -15,7 +15,7 @@ from torch import nn
 
 from stylegan_bridge.edits import channel_edit, render
 from stylegan_bridge.style_space import StyleStats, ws_from_seeds
-from transfer.toyworld.world import ATTRIBUTE_NAMES, WORLD_STD
+from toyworld.world import ATTRIBUTE_NAMES, WORLD_STD
 
 # eye_size ~= a * sqrt(area / 2pi) + b, fitted on 2,000 world renders (seed 2): R^2 = 0.966.
 _EYE_CALIBRATION = (1.1516, 1.6226)
@@ -83,6 +83,6 @@ def off_target(effect: dict, target: str = "eye_size") -> dict[str, float]:
 
 def probe_eye_size(images: torch.Tensor) -> np.ndarray:
     """Eye size [B] (world units) read by the shipped probe: a `directions channels --score` function."""
-    from transfer.toyworld.probe import measure as probe_measure
+    from toyworld.probe import measure as probe_measure
 
     return probe_measure(images)["eye_size"]

@@ -14,7 +14,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from transfer.toyworld.world import render_batch, sample_attributes
+from toyworld.world import render_batch, sample_attributes
 
 T = TypeVar("T")
 

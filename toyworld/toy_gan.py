@@ -19,7 +19,7 @@ import torch
 from scipy.special import betainc, betaincinv
 
 from stylegan_bridge import Generator, GeneratorConfig
-from transfer.toyworld.world import ATTRIBUTE_NAMES, SPECS, FaceAttributes
+from toyworld.world import ATTRIBUTE_NAMES, SPECS, FaceAttributes
 
 TOY_GAN_FILE = "toy_stylegan3.safetensors"
 
@@ -47,7 +47,7 @@ NUM_ATTRIBUTES = len(ATTRIBUTE_NAMES)
 
 def toy_gan_path() -> Path:
     """The shipped toy StyleGAN3 (what `--gan toy` loads); FileNotFoundError when it was never built."""
-    from transfer.toyworld import assets_dir
+    from toyworld import assets_dir
 
     path = assets_dir() / TOY_GAN_FILE
     if not path.exists():

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from tqdm import tqdm
 
-from transfer.toyworld.training import (
+from toyworld.training import (
     StageTimer,
     device_report,
     load_checkpoint,

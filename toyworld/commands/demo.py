@@ -25,10 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    """Run the demo and print its outputs."""
-    from transfer.demo import run_demo
+    """Run the demo (the toy world; tiny models with --tiny or while the toy world is missing)."""
+    from toyworld.demo import run_toy_demo, toy_assets
+    from toyworld.tiny_demo import run_tiny_demo
 
-    summary = run_demo(args.out, tiny=args.tiny)
+    assets = None if args.tiny else toy_assets()
+    if assets is not None:
+        summary = run_toy_demo(args.out, print, assets)
+    else:
+        if not args.tiny:
+            print("demo: the toy world is not built (`concept-transfer toyworld build`); using tiny models.")
+        summary = run_tiny_demo(args.out)
     print(f"\ndone in {summary['seconds']} s. Look at:")
     width = max(len(label) for label in summary["look_at"]) + 2
     for label, path in summary["look_at"].items():

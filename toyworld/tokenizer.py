@@ -10,7 +10,7 @@ from __future__ import annotations
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import CLIPTokenizer
 
-from transfer.toyworld.world import vocabulary
+from toyworld.world import vocabulary
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MODEL_MAX_LENGTH = 32

@@ -11,8 +11,8 @@ from diffusers import StableDiffusionXLPipeline
 from PIL import Image
 from tqdm import tqdm
 
-from transfer.toyworld.probe import AttributeProbe
-from transfer.toyworld.world import WORLD_STD
+from toyworld.probe import AttributeProbe
+from toyworld.world import WORLD_STD
 
 # attribute -> (prompt for its high end, prompt for its low end)
 OPPOSITES: dict[str, tuple[str, str]] = {

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from tqdm import tqdm
 
-from transfer.toyworld.decoder import final_vae_path
-from transfer.toyworld.probe import ProbeConfig, ProbeNet, save_probe
-from transfer.toyworld.training import (
+from toyworld.decoder import final_vae_path
+from toyworld.probe import ProbeConfig, ProbeNet, save_probe
+from toyworld.training import (
     StageTimer,
     device_report,
     load_checkpoint,
@@ -23,8 +23,8 @@ from transfer.toyworld.training import (
     warmup_cosine,
     world_batch,
 )
-from transfer.toyworld.vae import decode_latents, encode_latents
-from transfer.toyworld.world import ATTRIBUTE_NAMES, normalize
+from toyworld.vae import decode_latents, encode_latents
+from toyworld.world import ATTRIBUTE_NAMES, normalize
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from transfer.toyworld.tokenizer import MODEL_MAX_LENGTH, build_world_tokenizer
+from toyworld.tokenizer import MODEL_MAX_LENGTH, build_world_tokenizer
 
 TEXT_HIDDEN = 64
 POOLED_DIM = 64

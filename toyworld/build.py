@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from transfer.toyworld.toy_gan import TOY_GAN_FILE
-from transfer.toyworld.training import device_report
+from toyworld.toy_gan import TOY_GAN_FILE
+from toyworld.training import device_report
 
 STAGES = ("vae", "decoder", "unet", "probe", "gan", "eval", "ship")
 
@@ -85,7 +85,7 @@ def load_trained_pipeline(work: Path):
     """The trained pipeline from `work`, with the VAE that ships (fine-tuned decoder when there is one)."""
     from diffusers import AutoencoderKL, StableDiffusionXLPipeline
 
-    from transfer.toyworld.decoder import final_vae_path
+    from toyworld.decoder import final_vae_path
 
     vae = AutoencoderKL.from_pretrained(final_vae_path(work))
     return StableDiffusionXLPipeline.from_pretrained(work / "sdxl", vae=vae)
@@ -93,8 +93,8 @@ def load_trained_pipeline(work: Path):
 
 def run_eval(config: BuildConfig, device: torch.device | None = None) -> dict:
     """Measure caption following of the trained pipeline with the trained probe; writes work/eval.json."""
-    from transfer.toyworld.evaluate import caption_following, save_grid
-    from transfer.toyworld.probe import load_probe
+    from toyworld.evaluate import caption_following, save_grid
+    from toyworld.probe import load_probe
 
     start = time.monotonic()
     pipe = load_trained_pipeline(config.work)
@@ -153,7 +153,7 @@ def ship(config: BuildConfig) -> Path:
 
 def train_gan(config: BuildConfig, device: torch.device | None = None) -> None:
     """Fit the toy StyleGAN3 by regression (resumable), then export it with +style = bigger eyes."""
-    from transfer.toyworld.toy_gan_fit import FitConfig, finalize, fit, fit_report
+    from toyworld.toy_gan_fit import FitConfig, finalize, fit, fit_report
 
     work = config.work / "gan"
     if (config.work / "gan_done.json").exists():
@@ -205,10 +205,10 @@ def run_build(config: BuildConfig) -> Path:
 
 
 def _run_stage(config: BuildConfig, stage: str, device: torch.device) -> None:
-    from transfer.toyworld.decoder import train_decoder
-    from transfer.toyworld.train_probe import train_probe
-    from transfer.toyworld.train_sdxl import train_unet
-    from transfer.toyworld.vae import train_vae
+    from toyworld.decoder import train_decoder
+    from toyworld.train_probe import train_probe
+    from toyworld.train_sdxl import train_unet
+    from toyworld.vae import train_vae
 
     if stage == "vae":
         train_vae(config.work, steps=config.vae_steps, seed=config.seed, device=device)

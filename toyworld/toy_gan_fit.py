@@ -24,7 +24,7 @@ from PIL import Image
 from stylegan_bridge import Generator, export_generator
 from stylegan_bridge.ops import upfirdn2d
 from stylegan_bridge.synthesis import SynthesisLayer
-from transfer.toyworld.toy_gan import (
+from toyworld.toy_gan import (
     TOY_GAN_CONFIG,
     apply_masks,
     attributes_from_z,
@@ -33,7 +33,7 @@ from transfer.toyworld.toy_gan import (
     set_w_avg,
     structure_masks,
 )
-from transfer.toyworld.training import (
+from toyworld.training import (
     EMA,
     load_checkpoint,
     optimizer_step,
@@ -42,7 +42,7 @@ from transfer.toyworld.training import (
     to_tensor,
     to_uint8,
 )
-from transfer.toyworld.world import (
+from toyworld.world import (
     EYE_ROW,
     FACE_CENTER,
     MOUTH_HALF_WIDTH,

@@ -1,9 +1,7 @@
-"""`concept-transfer demo`: the whole journey (GAN channel → pairs → visual slider, text slider, sweeps).
+"""`concept-transfer demo --tiny`: the whole journey on tiny random-weight models built on the fly.
 
-When the toy world's trained models are shipped (toy SDXL, toy StyleGAN3, probe), the demo runs on them
-(`transfer.toyworld.demo`): the sliders are real and the probe measures them. Otherwise (or with
-`tiny=True`) it falls back to tiny random-weight models built on the fly (an SDXL-architecture pipeline
-and a StyleGAN3 generator of our own): every stage and file is real, but the pictures mean nothing.
+An SDXL-architecture pipeline and a StyleGAN3 generator of our own, seeded: every stage and file is
+real, but the pictures mean nothing. A smoke run in seconds; `toyworld.demo` is the measured journey.
 """
 
 from __future__ import annotations
@@ -23,12 +21,12 @@ from stylegan_bridge.config import GeneratorConfig
 from stylegan_bridge.loading import export_generator
 from stylegan_bridge.mining import MiningConfig
 from stylegan_bridge.networks import Generator
+from toyworld.tiny_sdxl import build_tiny_sdxl
 from transfer.apply import SliderSpec, load_sliders, remove_adapters
 from transfer.gate import GateSpec
 from transfer.recipe import TransferPlan, run_transfer
 from transfer.sdxl import load_sdxl
 from transfer.sweep import SweepSettings, run_sweep
-from transfer.tiny_sdxl import build_tiny_sdxl
 
 TINY_GAN = GeneratorConfig(
     z_dim=16, w_dim=16, img_resolution=16, channel_base=256, channel_max=32,
@@ -50,24 +48,12 @@ def build_tiny_models(folder: Path) -> tuple[Path, Path]:
     return sdxl, gan
 
 
-def run_demo(out: Path, say: Callable[[str], None] = print, tiny: bool = False) -> dict:
-    """Run the demo into `out` (toy world when shipped, else tiny models); returns (and writes) its summary."""
-    if not tiny:
-        from transfer.toyworld.demo import run_toy_demo, toy_assets
-
-        assets = toy_assets()
-        if assets is not None:
-            return run_toy_demo(out, say, assets)
-        say("demo: the toy world is not built (`concept-transfer toyworld build`); using tiny models.")
-    return run_tiny_demo(out, say)
-
-
 def run_tiny_demo(out: Path, say: Callable[[str], None] = print) -> dict:
     """Run the interim demo on tiny random-weight models into `out`; returns (and writes) its summary."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    say("demo: tiny random-weight models built on the fly (the toy world replaces them once it ships);")
-    say("      every stage and file is real, the pictures are not meaningful.")
+    say("demo: tiny random-weight models built on the fly; every stage and file is real,")
+    say("      the pictures are not meaningful (without --tiny the demo runs on the toy world).")
     sdxl, gan = build_tiny_models(out / "models")
     plan = TransferPlan(
         gan=str(gan),

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from tqdm import tqdm
 
-from transfer.toyworld.training import (
+from toyworld.training import (
     StageTimer,
     device_report,
     load_checkpoint,
@@ -26,7 +26,7 @@ from transfer.toyworld.training import (
     warmup_cosine,
     world_batch,
 )
-from transfer.toyworld.vae import posterior_sample
+from toyworld.vae import posterior_sample
 
 
 def decoder_parameters(vae: AutoencoderKL) -> list[torch.nn.Parameter]:
