@@ -75,3 +75,16 @@ def test_gan_alias_toy_names_the_shipped_generator(assets):
     from transfer.commands.aliases import gan_aliases
 
     assert gan_aliases() == {"toy": assets.gan}
+
+
+def test_shipped_demo_sliders_fit_the_toy_sdxl(assets):
+    from sliders.slider_file import load_slider
+    from toyworld import demo_slider_paths
+    from transfer.commands.aliases import model_aliases
+    from transfer.sdxl import load_sdxl
+
+    unet = load_sdxl("toy", device="cpu", aliases=model_aliases()).unet
+    paths = demo_slider_paths()
+    kinds = {name: load_slider(path, unet=unet).kind for name, path in paths.items()}
+    assert kinds == {"eye-size": "gan", "smile": "text"}
+    assert all(path.stat().st_size < 400_000 for path in paths.values())  # fp16, rank 4
