@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import struct
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -19,7 +21,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from pair_datasets.atomic import atomic_write_bytes
+from pair_datasets.atomic import atomic_write, atomic_write_bytes
+from sliders.calibration import Calibration
 from sliders.lora import DEFAULT_ADAPTER, lora_config_for, lora_layers
 from sliders.lora_formats import (
     fill_kohya_alphas,
@@ -47,13 +50,16 @@ from sliders.slider_metadata import (
 from sliders.unet_names import adaptable_modules, kohya_resolver, looks_sgm
 
 __all__ = [
+    "Calibration",
     "LoraFactors",
     "SliderFile",
     "factors_from_unet",
     "load_factors_into_unet",
     "load_slider",
+    "read_slider_header",
     "save_slider",
     "slider_metadata",
+    "update_slider_metadata",
 ]
 
 SAVE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -155,6 +161,11 @@ class SliderFile:
                 f"{self.source_path}: header {KEY_SCALE_RANGE} must be a JSON pair [low, high], got {value!r}"
             ) from None
 
+    @property
+    def calibration(self) -> Calibration | None:
+        """The user-scale calibration `slider calibrate` wrote, if any (ValueError naming key and file)."""
+        return Calibration.from_metadata(self.metadata, self.source_path)
+
 
 def kohya_name(module_path: str) -> str:
     """The kohya key stem of a diffusers UNet module path (`lora_unet_` + path with `.` → `_`)."""
@@ -206,6 +217,55 @@ def save_slider(
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, safetensors.torch.save(tensors, metadata=header))
     return path
+
+
+def _read_safetensors_header(path: Path) -> tuple[dict, int]:
+    """The JSON header of a .safetensors file and the offset where its tensor data starts."""
+    try:
+        with open(path, "rb") as stream:
+            (length,) = struct.unpack("<Q", stream.read(8))
+            header = json.loads(stream.read(length))
+    except (OSError, struct.error, ValueError) as error:  # short file, bad length, bad JSON
+        raise ValueError(f"{path}: not a readable .safetensors file ({error})") from error
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: not a readable .safetensors file (header is not a JSON object)")
+    return header, 8 + length
+
+
+def read_slider_header(path: str | Path) -> dict[str, str]:
+    """The header metadata of a .safetensors slider without reading its tensors ({} for other files)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return {}
+    return dict(_read_safetensors_header(path)[0].get("__metadata__") or {})
+
+
+def update_slider_metadata(
+    path: str | Path, fields: Mapping[str, str], out: str | Path | None = None, remove: tuple[str, ...] = ()
+) -> Path:
+    """Set (and `remove`) header metadata of a .safetensors slider; the tensor bytes are copied unchanged.
+
+    Writes `out` (default: `path` itself) atomically; the tensor data section is copied byte for byte,
+    so every tool still loads the same weights.
+    """
+    path, out = Path(path), Path(out) if out is not None else Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: only .safetensors files hold metadata; convert it to .safetensors first")
+    for key, value in fields.items():
+        if not (isinstance(key, str) and isinstance(value, str)):
+            raise ValueError(f"metadata: {key!r} must map a string to a string, got {type(value).__name__}")
+    header, data_start = _read_safetensors_header(path)
+    metadata = {k: v for k, v in (header.pop("__metadata__", None) or {}).items() if k not in remove}
+    metadata.update(fields)
+    encoded = json.dumps({"__metadata__": dict(sorted(metadata.items())), **header}, separators=(",", ":"))
+    encoded += " " * (-len(encoded.encode()) % 8)  # safetensors pads its header to 8 bytes with spaces
+    head = encoded.encode()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "rb") as source, atomic_write(out) as target:
+        target.write(struct.pack("<Q", len(head)) + head)
+        source.seek(data_start)
+        shutil.copyfileobj(source, target)
+    return out
 
 
 def fit_to_module(

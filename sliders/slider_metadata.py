@@ -19,6 +19,7 @@ FORMAT_VERSION = "1"
 KEY_DIM, KEY_ALPHA = "ss_network_dim", "ss_network_alpha"
 KEY_MODULE, KEY_BASE_VERSION = "ss_network_module", "ss_base_model_version"
 KEY_ARCHITECTURE, KEY_TITLE = "modelspec.architecture", "modelspec.title"
+KEY_USAGE_HINT = "modelspec.usage_hint"  # free text that modelspec readers (e.g. SwarmUI) show to users
 PREFIX = "concept_transfer."
 KEY_FORMAT = PREFIX + "format_version"
 KEY_KIND, KEY_CONCEPT = PREFIX + "kind", PREFIX + "concept"
@@ -26,6 +27,7 @@ KEY_PROMPTS, KEY_CORPUS = PREFIX + "prompts", PREFIX + "corpus"
 KEY_TARGETS, KEY_BASE_MODEL = PREFIX + "targets", PREFIX + "base_model"
 KEY_START_NOISE, KEY_SCALE_RANGE = PREFIX + "start_noise", PREFIX + "scale_range"
 KEY_TRAINER_VERSION, KEY_STEPS = PREFIX + "trainer_version", PREFIX + "steps"
+KEY_CALIBRATION = PREFIX + "calibration"  # JSON written by `slider calibrate` (sliders/calibration.py)
 
 KOHYA_DEFAULTS = {
     KEY_MODULE: "networks.lora",

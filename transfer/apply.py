@@ -17,6 +17,7 @@ import torch
 from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 from PIL import Image
 
+from sliders.calibration import Calibration
 from transfer.compose import Composition
 from transfer.gate import GateSpec, SliderGate, planned_timesteps
 
@@ -55,16 +56,41 @@ def parse_slider_spec(spec: str) -> SliderSpec:
 
 @dataclass(frozen=True)
 class LoadedSlider:
-    """A slider file loaded and checked against the UNet it will run on."""
+    """A slider file loaded and checked against the UNet it will run on.
+
+    With a `calibration` the scales the user gives are user scales (`sliders/calibration.py`) and
+    `raw_scale` maps them to the adapter weight; without one they are raw weights.
+    """
 
     spec: SliderSpec
     name: str
     factors: dict[str, Any] = field(repr=False)
     metadata: dict[str, str] = field(default_factory=dict)
+    calibration: Calibration | None = field(default=None, repr=False)
+
+    def raw_scale(self, scale: float) -> float:
+        """The adapter weight of a scale the user gave (the same number when uncalibrated)."""
+        return scale if self.calibration is None else self.calibration.to_raw(scale)
+
+    def scale_note(self, scales: Sequence[float] | None = None) -> str:
+        """How this slider's scales (default: its own) are read: calibrated, to which raw weights, or raw."""
+        scales = [self.spec.scale] if scales is None else list(scales)
+        if self.calibration is None:
+            return f"{self.name}: not calibrated; scale {', '.join(f'{s:+g}' for s in scales)} = raw weight"
+        mapped = ", ".join(f"{s:+g} -> {self.raw_scale(s):+.3g}" for s in scales)
+        low, high = self.calibration.user_range
+        outside = [f"{s:+g}" for s in scales if not self.calibration.in_range(s)]
+        note = f" ({', '.join(outside)} outside the usable {low:+.2f}..{high:+.2f})" if outside else ""
+        return f"{self.name}: calibrated; scale -> raw weight {mapped}{note}"
 
 
-def load_sliders(specs: Sequence[SliderSpec], unet: torch.nn.Module) -> list[LoadedSlider]:
-    """Load every slider file, refusing ones whose modules do not match `unet` (errors name the file)."""
+def load_sliders(
+    specs: Sequence[SliderSpec], unet: torch.nn.Module, use_calibration: bool = True
+) -> list[LoadedSlider]:
+    """Load every slider file, refusing ones whose modules do not match `unet` (errors name the file).
+
+    `use_calibration=False` (`--raw-scale`) ignores calibrations: every scale is a raw weight.
+    """
     from sliders.slider_file import load_slider
 
     loaded = []
@@ -73,7 +99,8 @@ def load_sliders(specs: Sequence[SliderSpec], unet: torch.nn.Module) -> list[Loa
             raise FileNotFoundError(f"--slider {spec.path}: no such file")
         slider = load_slider(spec.path, unet=unet)
         name = slider.concept or spec.path.stem
-        loaded.append(LoadedSlider(spec, name, dict(slider.factors), dict(slider.metadata)))
+        calibration = slider.calibration if use_calibration else None
+        loaded.append(LoadedSlider(spec, name, dict(slider.factors), dict(slider.metadata), calibration))
     return loaded
 
 

@@ -110,6 +110,11 @@ def make_grid(
     return grid
 
 
+def _raw(sliders: Sequence[LoadedSlider], scales: tuple[float, ...]) -> tuple[float, ...]:
+    """The adapter weights of the scales the user gave (calibrated sliders map them, others keep them)."""
+    return tuple(slider.raw_scale(scale) for slider, scale in zip(sliders, scales))
+
+
 def _columns(sliders: Sequence[LoadedSlider], settings: SweepSettings) -> list[tuple[float, ...]]:
     held = tuple(s.spec.scale for s in sliders)
     if settings.sweep_scales is None:
@@ -200,30 +205,36 @@ def run_sweep(
         image = load_image(settings.image, size)
         pipe = img2img_pipeline(pipe)
     slider_info = [
-        {"path": str(s.spec.path), "name": s.name, "scale": s.spec.scale, "modules": len(s.factors)}
+        {"path": str(s.spec.path), "name": s.name, "scale": s.spec.scale, "raw_scale": s.raw_scale(s.spec.scale),
+         "calibrated": s.calibration is not None, "modules": len(s.factors)}
         for s in sliders
-    ]
+    ]  # fmt: skip
     summary = _summary_header(settings, slider_info, gate_default, gate_source)
     started = time.perf_counter()
     total = len(settings.prompts) * len(settings.seeds) * len(columns)
     bar = tqdm(total=total, desc="apply", unit="image", disable=not progress)
     names = [s.name for s in sliders]
     with compose_sliders(
-        pipe.unet, [s.factors for s in sliders], columns[0], settings.method, names
+        pipe.unet, [s.factors for s in sliders], _raw(sliders, columns[0]), settings.method, names
     ) as composition:
         for p, prompt in enumerate(settings.prompts):
             cells: list[list[Image.Image | None]] = [[None] * len(columns) for _ in settings.seeds]
             for c, scales in enumerate(columns):
                 for r, seed in enumerate(settings.seeds):
-                    request = _request(settings, prompt, seed, scales)
+                    raw = _raw(sliders, scales)
+                    request = _request(settings, prompt, seed, raw)
                     picture, gate_record = render(pipe, composition, request, gate_default, image)
                     record = {
                         "file": f"images/p{p:02d}_seed{seed}_c{c:02d}.png",
                         "prompt": prompt,
                         "negative_prompt": settings.negative_prompt,
                         "seed": seed,
-                        "sliders": [{**info, "scale": v} for info, v in zip(slider_info, scales)],
+                        "sliders": [
+                            {**info, "scale": v, "raw_scale": w}
+                            for info, v, w in zip(slider_info, scales, raw)
+                        ],
                         "scales": list(scales),
+                        "raw_scales": list(raw),
                         "gate": gate_record,
                         **{key: summary[key] for key in ("steps", "guidance", "model", "image", "strength")},
                     }
@@ -252,6 +263,7 @@ def _png_text(record: dict[str, Any]) -> dict[str, str]:
         "seed": str(record["seed"]),
         "sliders": json.dumps(record["sliders"]),
         "scales": json.dumps(record["scales"]),
+        "raw_scales": json.dumps(record["raw_scales"]),
         "gate": json.dumps(record["gate"]),
         "steps": str(record["steps"]),
         "guidance": str(record["guidance"]),

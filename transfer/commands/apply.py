@@ -62,7 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="FILE[:SCALE]",
-        help="a slider file with a signed scale (default 1); repeat for several",
+        help="a slider file with a signed scale (default 1); repeat for several. A calibrated file "
+        "(`slider calibrate`) reads the scale as a user scale: 1 is the same amount of change for every slider",
+    )
+    parser.add_argument(
+        "--raw-scale",
+        action="store_true",
+        help="ignore the sliders' calibrations: every scale is the raw adapter weight",
     )
     parser.add_argument("--prompt", action="append", required=True, metavar="P", help="repeat for several")
     parser.add_argument("--negative-prompt", default=None, metavar="N")
@@ -145,6 +151,14 @@ def settings_from_args(args: argparse.Namespace):
     )
 
 
+def check_calibration(path: Path) -> None:
+    """Read a slider file's calibration header now, so a malformed one fails before the model loads."""
+    from sliders.calibration import Calibration
+    from sliders.slider_file import read_slider_header
+
+    Calibration.from_metadata(read_slider_header(path), path)
+
+
 def run_apply(args: argparse.Namespace) -> int:
     """Load the model and sliders, render, and print where the outputs are."""
     from tqdm import tqdm
@@ -159,6 +173,8 @@ def run_apply(args: argparse.Namespace) -> int:
     for spec in specs:  # fail before the (slow) model load
         if not spec.path.is_file():
             raise FileNotFoundError(f"--slider {spec.path}: no such file")
+        if not args.raw_scale:
+            check_calibration(spec.path)
     if settings.image is not None:
         load_image(settings.image)  # a missing or unreadable picture fails before the model loads
     if args.out.exists() and not args.out.is_dir():
@@ -169,7 +185,10 @@ def run_apply(args: argparse.Namespace) -> int:
     pipe = load_sdxl(
         args.model, device=args.device, dtype=args.dtype, offload=args.offload, aliases=model_aliases()
     )
-    sliders = load_sliders(specs, pipe.unet)
+    sliders = load_sliders(specs, pipe.unet, use_calibration=not args.raw_scale)
+    for index, slider in enumerate(sliders):
+        swept = settings.sweep_scales if index == 0 and settings.sweep_scales is not None else None
+        print(slider.scale_note(swept) + (" (--raw-scale)" if args.raw_scale else ""), flush=True)
     summary = run_sweep(pipe, sliders, settings, args.out, on_grid=lambda path: tqdm.write(f"grid: {path}"))
     print(f"{len(summary['images'])} images in {args.out / 'images'}; summary: {args.out / 'summary.json'}")
     return 0
