@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,13 +76,26 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM; the loop checks it after each step."""
+    """Set by SIGINT/SIGTERM; the loop checks it after each step. A second signal stops at once.
+
+    The first signal lets the running step finish (it can take minutes on a CPU) so that a checkpoint
+    of it can be written; a second one raises in the middle of the step, which is then abandoned and
+    the last checkpoint written before it is kept.
+    """
 
     def __init__(self) -> None:
         self.signal: int | None = None
 
     def __call__(self, signum: int, _frame: Any) -> None:
+        if self.signal is not None:
+            raise TrainingInterrupted(signum)
         self.signal = signum
+        print(
+            f"{signal.Signals(signum).name}: stopping after this step with a checkpoint; "
+            "send it again to stop at once",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 @contextmanager
@@ -197,9 +211,15 @@ def resume_run(path: Path, task: SliderTask, optimizer, generator, settings: Tra
     return RunState(state["step"], list(state["losses"]), state["step"])
 
 
+def _last_checkpoint(run: RunState) -> str:
+    """Where the last good checkpoint of the run is, for a message."""
+    if run.checkpoint_step:
+        return f"the last good checkpoint is {run.checkpoint_path} (step {run.checkpoint_step})"
+    return "no checkpoint was written (use --checkpoint-every)"
+
+
 def _non_finite(loss: float, step: int, run: RunState) -> NonFiniteLoss:
-    kept = f"the last good checkpoint is {run.checkpoint_path} (step {run.checkpoint_step})" if run.checkpoint_step else (
-        "no checkpoint was written (use --checkpoint-every)")  # fmt: skip
+    kept = _last_checkpoint(run)
     return NonFiniteLoss(
         f"loss became {loss} at step {step}; training stopped and nothing was saved; {kept}. "
         "Try a lower --lr or a higher-precision dtype."
@@ -257,6 +277,8 @@ def run_steps(
                 bar.write(
                     f"interrupted after step {run.step}; checkpoint {run.checkpoint_path} (continue with --resume)"
                 )
+            else:
+                bar.write(f"stopped during step {run.step + 1}; {_last_checkpoint(run)}")
             raise
 
 

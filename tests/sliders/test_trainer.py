@@ -168,6 +168,31 @@ def test_signal_writes_a_checkpoint_and_restores_the_handler(tiny_pipe, tmp_path
     assert signal.getsignal(signum) is before
 
 
+def test_a_second_signal_during_a_step_stops_at_once_keeping_the_last_checkpoint(
+    tiny_pipe, tmp_path, monkeypatch
+):
+    # A training step can take minutes on a CPU: the first Ctrl-C waits for it, the second must not.
+    import sliders.trainer as trainer
+
+    out = tmp_path / "s.safetensors"
+    finished: list[int] = []
+    original_step = trainer.train_step
+
+    def step_with_two_signals(*args, **kwargs):
+        if len(finished) == 2:  # inside step 3: Ctrl-C, then Ctrl-C again before the step ends
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        loss = original_step(*args, **kwargs)
+        finished.append(len(finished) + 1)
+        return loss
+
+    monkeypatch.setattr(trainer, "train_step", step_with_two_signals)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_pipe, _config(5, checkpoint_every=1), out)
+    assert finished == [1, 2]  # step 3 was abandoned, not finished
+    assert load_checkpoint(checkpoint_path(out))["step"] == 2 and not out.exists()
+
+
 def _grads(unet) -> list[torch.Tensor]:
     return [p.grad.clone() for p in slider_parameters(unet)]
 
