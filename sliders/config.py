@@ -1,6 +1,8 @@
-"""Text-slider configuration: frozen, validated dataclasses and their YAML form (DESIGN §4).
+"""Slider configuration: frozen, validated dataclasses (training loop, text and visual sliders) and YAML.
 
-Two YAML shapes load:
+Torch-free, so the command line shows these defaults in `--help` without loading any model library.
+
+Two YAML shapes load for a text slider (DESIGN §4):
 - the original implementation's prompt file: a list of prompt entries (`target, positive,
   unconditional, neutral, action, guidance_scale, resolution, dynamic_resolution, batch_size`,
   `dynamic_crops`), unchanged;
@@ -18,9 +20,10 @@ from typing import Any
 
 import yaml
 
-from sliders.objectives import ACTIONS
+from sliders.schedules import DEFAULT_SCHEDULE, SCHEDULES
 
 MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
+ACTIONS = ("enhance", "erase")  # a text slider enhances or erases the contrast (DESIGN §3)
 
 
 def _where(source: str) -> str:
@@ -179,14 +182,12 @@ class TextSliderConfig:
     prompts: tuple[PromptEntry, ...]
     concept: str = ""
     preserve: tuple[str, ...] = ()
-    schedule: str = "fast"
+    schedule: str = DEFAULT_SCHEDULE
     bipolar: bool = True
     sampling_guidance: float = 3.0  # CFG of the partial denoising that produces x_t (original: 3)
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self) -> None:
-        from sliders.schedules import SCHEDULES
-
         if not self.prompts:
             raise ValueError("prompts: at least one prompt entry is needed")
         if self.schedule not in SCHEDULES:
@@ -206,6 +207,45 @@ class TextSliderConfig:
         changes = {k: v for k, v in changes.items() if v is not None}
         train = {k: changes.pop(k) for k in list(changes) if k in _TRAIN_TYPES}
         return replace(self, train=replace(self.train, **train), **changes)
+
+
+@dataclass(frozen=True)
+class VisualSliderConfig:
+    """A visual slider: prompt, resolution, batch, augmentation, pass layout and the loop settings.
+
+    `prompt` conditions the pairs without a caption (captions win; the default is the empty prompt).
+    `resolution` is the side of the square training images (None: the corpus's resolution).
+    `crop_scale` F in (0, 1]: each step every pair is cut to a window of side ~F of its latent (rounded
+    to a size the UNet accepts) at a random position, the same window for its two images (None, 1: off).
+    """
+
+    concept: str = ""
+    prompt: str = ""
+    resolution: int | None = None
+    batch_size: int = 1
+    augment: bool = False
+    crop_scale: float | None = None
+    separate_passes: bool = False
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def __post_init__(self) -> None:
+        if self.resolution is not None and (self.resolution < 16 or self.resolution % 8):
+            raise ValueError(f"resolution: must be a multiple of 8 and at least 16, got {self.resolution}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: must be at least 1, got {self.batch_size}")
+        if self.crop_scale is not None and not 0 < self.crop_scale <= 1:  # also refuses NaN
+            raise ValueError(f"crop_scale (--crop-scale): must be in (0, 1], got {self.crop_scale}")
+
+    @property
+    def crop(self) -> float | None:
+        """The crop scale in effect: None when off (a scale of 1 keeps the whole latent)."""
+        return None if self.crop_scale is None or self.crop_scale == 1 else float(self.crop_scale)
+
+    def task_key(self) -> dict[str, Any]:
+        """The fields a resumed run must share with the run that wrote the checkpoint."""
+        return {"prompt": self.prompt, "resolution": self.resolution, "batch_size": self.batch_size,
+                "augment": self.augment, "crop_scale": self.crop,
+                "separate_passes": self.separate_passes}  # fmt: skip
 
 
 _DOCUMENT_KEYS = {"prompts", "concept", "preserve", "schedule", "bipolar", "sampling_guidance"}

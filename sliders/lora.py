@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import torch
 from peft import LoraConfig
 from peft.tuners.lora import LoraLayer
+from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 DEFAULT_ADAPTER = "slider"
@@ -32,21 +33,33 @@ TARGET_PRESETS: dict[str, tuple[re.Pattern[str], ...]] = {
 }
 
 
-def _adaptable_modules(unet: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """The UNet's Linear/Conv2d layers by path; a layer peft already wrapped counts once, as itself.
+# Sub-modules peft adds inside a layer it wraps: never layers of the UNet themselves.
+_PEFT_INTERNALS = frozenset(
+    {"base_layer", "lora_A", "lora_B", "lora_dropout", "lora_embedding_A", "lora_embedding_B",
+     "lora_magnitude_vector"}
+)  # fmt: skip
+
+
+def base_layer(module: nn.Module) -> nn.Module:
+    """The layer itself; for a layer peft has wrapped, the original layer inside the wrapper."""
+    return module.get_base_layer() if isinstance(module, BaseTunerLayer) else module
+
+
+def adaptable_modules(unet: nn.Module) -> dict[str, nn.Module]:
+    """The UNet's Linear/Conv2d layers by dotted path, seen through peft's wrappers.
 
     peft keeps its wrapper (and the original layer as `.base_layer`) even after an adapter is deleted,
-    so a second slider on the same UNet must see `...to_q`, not `...to_q.base_layer`.
+    so a second slider on the same UNet must see `...to_q` (mapped to the original layer), not
+    `...to_q.base_layer` or the adapter's own `lora_A`/`lora_B` layers.
     """
-    wrapped: list[str] = []
+    table: dict[str, nn.Module] = {}
     for name, module in unet.named_modules():
-        if any(name.startswith(prefix + ".") for prefix in wrapped):
+        if _PEFT_INTERNALS.intersection(name.split(".")):
             continue
-        if isinstance(module, LoraLayer):
-            wrapped.append(name)
-            yield name, module
-        elif isinstance(module, (nn.Linear, nn.Conv2d)):
-            yield name, module
+        layer = base_layer(module)
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            table[name] = layer
+    return table
 
 
 def target_module_names(unet: nn.Module, targets: str = "noxattn") -> list[str]:
@@ -54,7 +67,7 @@ def target_module_names(unet: nn.Module, targets: str = "noxattn") -> list[str]:
     if targets not in TARGET_PRESETS:
         raise ValueError(f"targets: unknown preset {targets!r}; choose one of {', '.join(TARGET_PRESETS)}")
     patterns = TARGET_PRESETS[targets]
-    names = [name for name, _ in _adaptable_modules(unet) if any(p.search("." + name) for p in patterns)]
+    names = [name for name in adaptable_modules(unet) if any(p.search("." + name) for p in patterns)]
     if not names:
         raise ValueError(f"targets: preset {targets!r} matches no module of this UNet")
     return names

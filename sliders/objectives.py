@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-ACTIONS = ("enhance", "erase")
+from sliders.config import ACTIONS
 
 
 def text_slider_target(

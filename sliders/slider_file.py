@@ -23,7 +23,7 @@ from torch import nn
 
 from pair_datasets.atomic import atomic_write, atomic_write_bytes
 from sliders.calibration import Calibration
-from sliders.lora import DEFAULT_ADAPTER, lora_config_for, lora_layers
+from sliders.lora import DEFAULT_ADAPTER, adaptable_modules, lora_config_for, lora_layers
 from sliders.lora_formats import (
     fill_kohya_alphas,
     fill_peft_alphas,
@@ -47,7 +47,7 @@ from sliders.slider_metadata import (
     KOHYA_DEFAULTS,
     slider_metadata,
 )
-from sliders.unet_names import adaptable_modules, kohya_resolver, looks_sgm
+from sliders.unet_names import kohya_resolver, looks_sgm
 
 __all__ = [
     "Calibration",

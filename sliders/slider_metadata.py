@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping
 from importlib import metadata as package_metadata
 
+from sliders.defaults import SCALE_LIMIT, START_NOISE
 from sliders.lora import TARGET_PRESETS
 
 KINDS = ("text", "visual", "gan")
@@ -52,8 +53,8 @@ def slider_metadata(
     steps: int,
     prompts: object | None = None,
     corpus: object | None = None,
-    start_noise: float = 750,
-    scale_range: tuple[float, float] = (-3.0, 3.0),
+    start_noise: float = START_NOISE,
+    scale_range: tuple[float, float] = (-SCALE_LIMIT, SCALE_LIMIT),
     trainer_version: str | None = None,
     extra: Mapping[str, object] | None = None,
 ) -> dict[str, str]:
@@ -62,20 +63,7 @@ def slider_metadata(
     `prompts` (text sliders) and `corpus` (visual/gan: a summary such as name, pairs, provenance) are
     stored as JSON. `extra` adds further `concept_transfer.<key>` entries (strings kept, others JSON).
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind: must be one of {', '.join(KINDS)}, got {kind!r}")
-    if not concept or not concept.strip():
-        raise ValueError("concept: must be a non-empty name")
-    if targets not in TARGET_PRESETS:
-        raise ValueError(f"targets: unknown preset {targets!r}; choose one of {', '.join(TARGET_PRESETS)}")
-    if not base_model:
-        raise ValueError("base_model: must name the model the slider was trained on")
-    if kind == "text" and prompts is None:
-        raise ValueError("prompts: a text slider must record its prompts")
-    if kind != "text" and corpus is None:
-        raise ValueError(f"corpus: a {kind} slider must record a summary of its pair corpus")
-    if not (isinstance(steps, int) and steps >= 0):
-        raise ValueError(f"steps: must be a non-negative integer, got {steps!r}")
+    _check_fields(kind, concept, targets, base_model, steps, prompts, corpus)
     if not (0 < float(start_noise) <= 1000):
         raise ValueError(f"start_noise: must be in (0, 1000] (a timestep or a fraction), got {start_noise}")
     low, high = (float(v) for v in scale_range)
@@ -94,13 +82,40 @@ def slider_metadata(
         KEY_TRAINER_VERSION: trainer_version or _trainer_version(),
         KEY_STEPS: str(steps),
     }
+    return {**header, **_json_fields(prompts, corpus, extra)}
+
+
+def _check_fields(kind: str, concept: str, targets: str, base_model: str, steps: int, prompts: object | None,
+                  corpus: object | None) -> None:  # fmt: skip
+    """ValueError naming the first field of a slider header that is missing or wrong."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not concept or not concept.strip():
+        raise ValueError("concept: must be a non-empty name")
+    if targets not in TARGET_PRESETS:
+        raise ValueError(f"targets: unknown preset {targets!r}; choose one of {', '.join(TARGET_PRESETS)}")
+    if not base_model:
+        raise ValueError("base_model: must name the model the slider was trained on")
+    if kind == "text" and prompts is None:
+        raise ValueError("prompts: a text slider must record its prompts")
+    if kind != "text" and corpus is None:
+        raise ValueError(f"corpus: a {kind} slider must record a summary of its pair corpus")
+    if not (isinstance(steps, int) and steps >= 0):
+        raise ValueError(f"steps: must be a non-negative integer, got {steps!r}")
+
+
+def _json_fields(
+    prompts: object | None, corpus: object | None, extra: Mapping[str, object] | None
+) -> dict[str, str]:
+    """The prompts, corpus summary and extra entries as header strings (JSON with sorted keys)."""
+    fields: dict[str, str] = {}
     try:
         if prompts is not None:
-            header[KEY_PROMPTS] = json.dumps(prompts, sort_keys=True)
+            fields[KEY_PROMPTS] = json.dumps(prompts, sort_keys=True)
         if corpus is not None:
-            header[KEY_CORPUS] = json.dumps(corpus, sort_keys=True)
+            fields[KEY_CORPUS] = json.dumps(corpus, sort_keys=True)
         for key, value in (extra or {}).items():
-            header[PREFIX + key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            fields[PREFIX + key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     except TypeError as error:
         raise ValueError(f"metadata: prompts/corpus/extra must be JSON-serialisable ({error})") from error
-    return header
+    return fields

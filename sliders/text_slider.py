@@ -17,14 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from sliders.config import TextSliderConfig
+from sliders.defaults import SCALE_LIMIT, START_NOISE
 from sliders.lora import adapter_disabled, per_sample_scale, slider_scale
 from sliders.objectives import text_slider_loss, text_slider_target
 from sliders.prompts import PromptCache, PromptEmbedding, PromptSet, expand_prompt_sets, predict_noise
 from sliders.sampling import SCHEDULES, NoisyLatent, make_schedule
 from sliders.trainer import Backward, train_slider
-
-START_NOISE = 750  # recommended: slider off above this timestep (DESIGN §3 applying)
-SCALE_RANGE = (-3.0, 3.0)
 
 
 def resolution_buckets(resolution: int) -> list[int]:
@@ -190,7 +188,7 @@ class TextSliderTask:
             "concept": self.config.concept_name,
             "prompts": {"entries": [asdict(e) for e in self.config.prompts], "preserve": list(self.config.preserve)},
             "start_noise": START_NOISE,
-            "scale_range": SCALE_RANGE if self.config.bipolar else (0.0, SCALE_RANGE[1]),
+            "scale_range": (-SCALE_LIMIT if self.config.bipolar else 0.0, SCALE_LIMIT),
             "extra": {"schedule": self.config.schedule, "bipolar": self.config.bipolar,
                       "rank": self.config.train.rank, "alpha": self.config.train.alpha},
         }  # fmt: skip

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from peft.tuners.lora import LoraLayer
 from torch import nn
+
+from sliders.lora import adaptable_modules
 
 # Underscore-joined identifiers that are ONE path segment in diffusers' UNet2DConditionModel.
 _COMPOUNDS = frozenset(
@@ -72,22 +73,6 @@ _SGM_TOP_LEVEL = {
     "label_emb_0_0": "add_embedding_linear_1",
     "label_emb_0_2": "add_embedding_linear_2",
 }
-_PEFT_INTERNALS = frozenset(
-    {"base_layer", "lora_A", "lora_B", "lora_dropout", "lora_embedding_A", "lora_embedding_B"}
-)
-
-
-def adaptable_modules(unet: nn.Module) -> dict[str, nn.Module]:
-    """The UNet's Linear/Conv2d layers by dotted path (a peft-wrapped layer maps to its base layer)."""
-    table: dict[str, nn.Module] = {}
-    for name, module in unet.named_modules():
-        if _PEFT_INTERNALS.intersection(name.split(".")) or "lora_magnitude_vector" in name:
-            continue
-        if isinstance(module, LoraLayer):
-            table[name] = module.get_base_layer()
-        elif isinstance(module, (nn.Linear, nn.Conv2d)):
-            table[name] = module
-    return table
 
 
 def underscore_table(module_paths: list[str] | Mapping[str, Any]) -> dict[str, str]:

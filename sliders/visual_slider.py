@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,56 +26,16 @@ from diffusers import DDPMScheduler
 from torch import Tensor, nn
 
 from pair_datasets import Corpus
-from sliders.config import TrainSettings
+from sliders.config import VisualSliderConfig
+from sliders.defaults import SCALE_LIMIT, START_NOISE
 from sliders.lora import per_sample_scale
 from sliders.objectives import denoising_loss, visual_slider_loss
 from sliders.prompts import PromptCache, PromptEmbedding, crop_time_ids, predict_noise
 from sliders.text_slider import check_resolution, free_text_encoders, size_multiple
 from sliders.trainer import Backward, train_slider
 
-START_NOISE = 750  # recommended: slider off above this timestep (DESIGN §3 applying)
-SCALE_LIMIT = 3.0  # recommended scale range: +-max(3, the largest trained level)
 FLIP_P = 0.5  # paired augmentation: probability of mirroring a pair (both images together)
 LIST_SUMMARY = 8  # provenance lists longer than this are summarised (GAN corpora record thousands of seeds)
-
-
-@dataclass(frozen=True)
-class VisualSliderConfig:
-    """A visual slider: prompt, resolution, batch, augmentation, pass layout and the loop settings.
-
-    `prompt` conditions the pairs without a caption (captions win; the default is the empty prompt).
-    `resolution` is the side of the square training images (None: the corpus's resolution).
-    `crop_scale` F in (0, 1]: each step every pair is cut to a window of side ~F of its latent (rounded
-    to a size the UNet accepts) at a random position, the same window for its two images (None, 1: off).
-    """
-
-    concept: str = ""
-    prompt: str = ""
-    resolution: int | None = None
-    batch_size: int = 1
-    augment: bool = False
-    crop_scale: float | None = None
-    separate_passes: bool = False
-    train: TrainSettings = field(default_factory=TrainSettings)
-
-    def __post_init__(self) -> None:
-        if self.resolution is not None and (self.resolution < 16 or self.resolution % 8):
-            raise ValueError(f"resolution: must be a multiple of 8 and at least 16, got {self.resolution}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size: must be at least 1, got {self.batch_size}")
-        if self.crop_scale is not None and not 0 < self.crop_scale <= 1:  # also refuses NaN
-            raise ValueError(f"crop_scale (--crop-scale): must be in (0, 1], got {self.crop_scale}")
-
-    @property
-    def crop(self) -> float | None:
-        """The crop scale in effect: None when off (a scale of 1 keeps the whole latent)."""
-        return None if self.crop_scale is None or self.crop_scale == 1 else float(self.crop_scale)
-
-    def task_key(self) -> dict[str, Any]:
-        """The fields a resumed run must share with the run that wrote the checkpoint."""
-        return {"prompt": self.prompt, "resolution": self.resolution, "batch_size": self.batch_size,
-                "augment": self.augment, "crop_scale": self.crop,
-                "separate_passes": self.separate_passes}  # fmt: skip
 
 
 @dataclass(frozen=True)

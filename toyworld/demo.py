@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 from pair_datasets.atomic import atomic_write_text
+from sliders.defaults import START_NOISE
 from toyworld.slider_prompts import smile_entries
 
 PROMPTS = ("a face with red hair", "a wide face", "a face with dark skin")
 GRID_SEEDS = (0, 1, 2)
 MEASURE_SEEDS = tuple(range(8))
 SCALES = (-2.0, -1.0, 0.0, 1.0, 2.0)
-START_NOISE = 750.0
 
 
 @dataclass(frozen=True)

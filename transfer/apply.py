@@ -18,10 +18,9 @@ from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipelin
 from PIL import Image
 
 from sliders.calibration import Calibration
+from sliders.defaults import SCALE as DEFAULT_SCALE
 from transfer.compose import Composition
 from transfer.gate import GateSpec, SliderGate, planned_timesteps
-
-DEFAULT_SCALE = 1.0
 
 
 @dataclass(frozen=True)
@@ -146,9 +145,9 @@ class RenderRequest:
     prompt: str
     seed: int
     scales: tuple[float, ...]
+    steps: int
+    guidance: float
     negative_prompt: str | None = None
-    steps: int = 30
-    guidance: float = 5.0
     width: int | None = None
     height: int | None = None
     gate: GateSpec = GateSpec()

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from sliders.lora import base_layer
+
 if TYPE_CHECKING:
     from sliders.slider_file import LoraFactors
 
@@ -59,8 +61,7 @@ def _base_module(unet: nn.Module, path: str, slider: str) -> nn.Module:
         raise ValueError(
             f"{slider}: module {path!r} is not in this UNet (a slider for another architecture?)"
         ) from error
-    if hasattr(module, "get_base_layer"):  # already wrapped by peft: adapt the layer underneath
-        module = module.get_base_layer()
+    module = base_layer(module)  # already wrapped by peft: adapt the layer underneath
     if not isinstance(module, (nn.Linear, nn.Conv2d)):
         raise ValueError(f"{slider}: module {path!r} is a {type(module).__name__}, not a Linear or Conv2d")
     return module

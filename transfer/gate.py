@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-DEFAULT_START_NOISE = 750.0
+from sliders.defaults import START_NOISE as DEFAULT_START_NOISE
+
 START_NOISE_KEY = "concept_transfer.start_noise"
 NEVER = -1.0  # a start_noise below every timestep: the slider never switches on
 

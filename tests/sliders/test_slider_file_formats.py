@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from unet_probe import randomize, unet_output
 
-from sliders.lora import attach_slider, slider_scale
+from sliders.lora import adaptable_modules, attach_slider, slider_scale
 from sliders.slider_file import (
     LoraFactors,
     factors_from_unet,
@@ -18,7 +18,7 @@ from sliders.slider_file import (
     load_factors_into_unet,
     load_slider,
 )
-from sliders.unet_names import adaptable_modules, decode_underscores, kohya_resolver, sgm_prefixes
+from sliders.unet_names import decode_underscores, kohya_resolver, sgm_prefixes
 from toyworld.tiny_sdxl import build_tiny_unet
 
 

@@ -1,0 +1,17 @@
+"""What a slider recommends when nothing else is known: its gate (`start_noise`) and its scale range.
+
+Plain numbers, no torch, so the slider files, the trainers, the gate of `transfer` and the command
+line's help all read the same values from here.
+"""
+
+from __future__ import annotations
+
+# The gate (DESIGN §3 "Applying"): the slider is off while the sampler's timestep is above this, on the
+# 1000-step scale. 750 keeps it out of the first, structure-forming quarter of the steps, as the paper does.
+START_NOISE = 750.0
+
+# Recommended slider scales: -SCALE_LIMIT .. +SCALE_LIMIT (a corpus with larger levels widens it).
+SCALE_LIMIT = 3.0
+
+# The scale of a slider given without one (`--slider FILE`): the slider as trained.
+SCALE = 1.0
