@@ -1,4 +1,4 @@
-"""Find the before/after pairs in a folder of user artwork, one function per layout (issue 3 §2).
+"""Find the before/after pairs in a folder of user artwork, one function per layout.
 
 Each planner returns candidate pairs and the problems it found while listing (unmatched files, duplicate
 stems, non-images); no image is decoded here. Files are matched by stem (name without extension), so

@@ -1,4 +1,4 @@
-"""Mine before/after pairs from a StyleGAN3 edit into a pair corpus (DESIGN §4; issue 4 §5).
+"""Mine before/after pairs from a StyleGAN3 edit into a pair corpus (DESIGN §4).
 
 Pair ids are `seed<seed>_lv<level>`; seed i of the run is `seed_base + i` and its z is NVlabs'
 `np.random.RandomState(seed).randn(z_dim)`. Seeds are rendered in fixed groups of `batch` (group g holds

@@ -309,7 +309,7 @@ def test_cli_mine_from_a_direction_file(gan_file, tmp_path, capsys):
 
 
 def test_mined_corpus_trains_a_visual_slider(gan_file, tiny_sdxl_path, tmp_path, capsys):
-    """Issue 4: `mine` on a tiny generator gives a corpus that `train visual` trains from."""
+    """`mine` on a tiny generator gives a corpus that `train visual` trains from."""
     import safetensors
 
     corpus = tmp_path / "corpus"
