@@ -44,3 +44,43 @@ def test_imports_flow_one_way(package):
 def test_the_front_door_lists_toy_world_commands_by_name_only():
     # The CLI registers the toy world's commands through importlib, so importing transfer stays toy-free.
     assert "toyworld" not in imported_packages(ROOT / "transfer/cli.py")
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """Each project module and the project modules it imports, anywhere in it (lazy imports included)."""
+    files = {}
+    for package in PROJECT:
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            files[name] = path
+    graph = {}
+    for name, path in files.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets.add(node.module)
+                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[name] = (targets & set(files)) - {name}
+    return graph
+
+
+def test_no_import_cycles():
+    graph = _module_imports()
+    done: set[str] = set()
+
+    def cycle_from(start: str, path: list[str]) -> list[str] | None:
+        for target in sorted(graph[start]):
+            if target in path:
+                return path[path.index(target) :] + [target]
+            if target not in done:
+                found = cycle_from(target, path + [target])
+                if found:
+                    return found
+        done.add(start)
+        return None
+
+    for module in sorted(graph):
+        cycle = None if module in done else cycle_from(module, [module])
+        assert cycle is None, "import cycle: " + " -> ".join(cycle)

@@ -45,13 +45,12 @@ from typing import Any
 import torch
 
 from sliders.calibration import USAGE_HINT_PREFIX, Calibration, EffectCurve, fit_calibration
+from sliders.defaults import DEFAULT_RAW_SCALES, DEFAULT_UNIT_EFFECT
 from sliders.slider_metadata import KEY_PROMPTS, KEY_USAGE_HINT, PREFIX
 from transfer.compose import compose_sliders
 from transfer.gate import GateSpec, SliderGate, default_gate, planned_timesteps
 
 DISTANCE = "latent_mean_abs"
-DEFAULT_RAW_SCALES = (-8.0, -6.0, -4.0, -3.0, -2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
-DEFAULT_UNIT_EFFECT = 0.05
 PRIOR_TIMESTEP, PRIOR_SEED = 300, 0
 MAX_DEFAULT_PROMPTS = 3
 KEY_TRAIN_PROMPT = PREFIX + "prompt"  # a visual slider's training caption (empty: unconditional)

@@ -12,7 +12,6 @@ from diffusers import StableDiffusionXLPipeline
 from stylegan_bridge.loading import resolve_device
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
-DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,42 +22,9 @@ from pair_datasets.atomic import atomic_write, atomic_write_text
 from transfer.apply import LoadedSlider, RenderRequest, img2img_pipeline, load_image, render
 from transfer.compose import compose_sliders
 from transfer.gate import GateSpec, default_gate
+from transfer.sweep_settings import SweepSettings
 
 MIN_CELL = 128  # grid cells are enlarged (nearest) to at least this many pixels so tiny renders stay visible
-
-
-@dataclass(frozen=True)
-class SweepSettings:
-    """What to render: prompts × seeds × scales of the first slider, plus the sampling settings."""
-
-    prompts: tuple[str, ...]
-    seeds: tuple[int, ...] = (0,)
-    sweep_scales: tuple[float, ...] | None = None  # scales of slider 0; None: every slider at its own scale
-    negative_prompt: str | None = None
-    steps: int = 30
-    guidance: float = 5.0
-    width: int | None = None
-    height: int | None = None
-    gate: GateSpec = field(default_factory=GateSpec)
-    image: Path | None = None
-    strength: float = 0.6
-    method: str = "fused"
-    model: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.prompts or any(not p.strip() for p in self.prompts):
-            raise ValueError("--prompt: give at least one non-empty prompt")
-        if not self.seeds:
-            raise ValueError("--seeds: give at least one seed")
-        if self.sweep_scales is not None and not self.sweep_scales:
-            raise ValueError("--scales: give at least one scale")
-        if self.steps < 1:
-            raise ValueError(f"--steps: must be a positive integer, got {self.steps}")
-        if not 0.0 < self.strength <= 1.0:
-            raise ValueError(f"--strength: must be in (0, 1], got {self.strength}")
-        for name, value in (("width", self.width), ("height", self.height)):
-            if value is not None and (value < 8 or value % 8):
-                raise ValueError(f"--size: {name} must be a multiple of 8 (at least 8), got {value}")
 
 
 def save_png(image: Image.Image, path: Path, text: dict[str, str] | None = None) -> None:
@@ -194,66 +161,110 @@ def run_sweep(
 
     Columns run outermost within a prompt, so a fused composition re-fuses once per column, not per image.
     """
-    out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    columns = _columns(sliders, settings)
-    swept = settings.sweep_scales is not None
-    gate_default, gate_source = default_gate([s.metadata for s in sliders])
-    image = None
-    if settings.image is not None:
-        size = (settings.width, settings.height) if settings.width and settings.height else None
-        image = load_image(settings.image, size)
-        pipe = img2img_pipeline(pipe)
-    slider_info = [
-        {"path": str(s.spec.path), "name": s.name, "scale": s.spec.scale, "raw_scale": s.raw_scale(s.spec.scale),
-         "calibrated": s.calibration is not None, "modules": len(s.factors)}
-        for s in sliders
-    ]  # fmt: skip
-    summary = _summary_header(settings, slider_info, gate_default, gate_source)
+    sweep = Sweep.start(pipe, sliders, settings, Path(out_dir))
     started = time.perf_counter()
-    total = len(settings.prompts) * len(settings.seeds) * len(columns)
-    bar = tqdm(total=total, desc="apply", unit="image", disable=not progress)
-    names = [s.name for s in sliders]
-    with compose_sliders(
-        pipe.unet, [s.factors for s in sliders], _raw(sliders, columns[0]), settings.method, names
-    ) as composition:
+    total = len(settings.prompts) * len(settings.seeds) * len(sweep.columns)
+    with (
+        tqdm(total=total, desc="apply", unit="image", disable=not progress) as bar,
+        compose_sliders(sweep.pipe.unet, [s.factors for s in sliders], _raw(sliders, sweep.columns[0]),
+                        settings.method, [s.name for s in sliders]) as composition,
+    ):  # fmt: skip
         for p, prompt in enumerate(settings.prompts):
-            cells: list[list[Image.Image | None]] = [[None] * len(columns) for _ in settings.seeds]
-            for c, scales in enumerate(columns):
-                for r, seed in enumerate(settings.seeds):
-                    raw = _raw(sliders, scales)
-                    request = _request(settings, prompt, seed, raw)
-                    picture, gate_record = render(pipe, composition, request, gate_default, image)
-                    record = {
-                        "file": f"images/p{p:02d}_seed{seed}_c{c:02d}.png",
-                        "prompt": prompt,
-                        "negative_prompt": settings.negative_prompt,
-                        "seed": seed,
-                        "sliders": [
-                            {**info, "scale": v, "raw_scale": w}
-                            for info, v, w in zip(slider_info, scales, raw)
-                        ],
-                        "scales": list(scales),
-                        "raw_scales": list(raw),
-                        "gate": gate_record,
-                        **{key: summary[key] for key in ("steps", "guidance", "model", "image", "strength")},
-                    }
-                    save_png(picture, out_dir / record["file"], _png_text(record))
-                    summary["images"].append(record)
-                    cells[r][c] = picture
-                    bar.update(1)
-            grid_path = out_dir / f"grid_p{p:02d}.png"
-            row_labels = [f"seed {seed}" for seed in settings.seeds]
-            col_labels = [_column_label(sliders, scales, swept) for scales in columns]
-            grid = make_grid(cells, row_labels, col_labels, _title(prompt, sliders, swept))
-            save_png(grid, grid_path, {"prompt": prompt, "sliders": json.dumps(slider_info)})
-            summary["grids"].append(grid_path.name)
-            summary["seconds"] = round(time.perf_counter() - started, 3)
-            write_json(summary, out_dir / "summary.json")
+            cells = sweep.render_prompt(composition, p, prompt, on_image=lambda: bar.update(1))
+            grid_path = sweep.save_grid(p, prompt, cells)
+            sweep.summary["seconds"] = round(time.perf_counter() - started, 3)
+            write_json(sweep.summary, sweep.out_dir / "summary.json")
             if on_grid is not None:
                 on_grid(grid_path)
-    bar.close()
-    return summary
+    return sweep.summary
+
+
+@dataclass
+class Sweep:
+    """One sweep in progress: what it renders (columns of scales), where to, and its growing summary."""
+
+    pipe: Any
+    sliders: Sequence[LoadedSlider]
+    settings: SweepSettings
+    out_dir: Path
+    columns: list[tuple[float, ...]]
+    gate_default: GateSpec
+    image: Image.Image | None
+    slider_info: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+    @classmethod
+    def start(
+        cls, pipe: Any, sliders: Sequence[LoadedSlider], settings: SweepSettings, out_dir: Path
+    ) -> Sweep:
+        """Plan the columns and the default gate, load the picture to edit, make the output folder."""
+        (out_dir / "images").mkdir(parents=True, exist_ok=True)
+        columns = _columns(sliders, settings)
+        gate_default, gate_source = default_gate([s.metadata for s in sliders])
+        image = None
+        if settings.image is not None:
+            size = (settings.width, settings.height) if settings.width and settings.height else None
+            image = load_image(settings.image, size)
+            pipe = img2img_pipeline(pipe)
+        slider_info = [
+            {"path": str(s.spec.path), "name": s.name, "scale": s.spec.scale, "raw_scale": s.raw_scale(s.spec.scale),
+             "calibrated": s.calibration is not None, "modules": len(s.factors)}
+            for s in sliders
+        ]  # fmt: skip
+        summary = _summary_header(settings, slider_info, gate_default, gate_source)
+        return cls(pipe, sliders, settings, out_dir, columns, gate_default, image, slider_info, summary)
+
+    @property
+    def swept(self) -> bool:
+        """Whether the first slider's scale changes along the columns."""
+        return self.settings.sweep_scales is not None
+
+    def render_prompt(
+        self, composition: Any, p: int, prompt: str, on_image: Callable[[], None]
+    ) -> list[list[Image.Image]]:
+        """Render and save every (seed, column) image of prompt `p`; returns them as grid cells [seed][column]."""
+        cells: list[list[Any]] = [[None] * len(self.columns) for _ in self.settings.seeds]
+        for c, scales in enumerate(self.columns):
+            for r, seed in enumerate(self.settings.seeds):
+                raw = _raw(self.sliders, scales)
+                request = _request(self.settings, prompt, seed, raw)
+                picture, gate_record = render(self.pipe, composition, request, self.gate_default, self.image)
+                file = f"images/p{p:02d}_seed{seed}_c{c:02d}.png"
+                record = self.image_record(file, request, scales, gate_record)
+                save_png(picture, self.out_dir / record["file"], _png_text(record))
+                self.summary["images"].append(record)
+                cells[r][c] = picture
+                on_image()
+        return cells
+
+    def image_record(
+        self, file: str, request: RenderRequest, scales: tuple[float, ...], gate_record: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What summary.json and the PNG's text say about one image (`scales` as the user gave them)."""
+        return {
+            "file": file,
+            "prompt": request.prompt,
+            "negative_prompt": self.settings.negative_prompt,
+            "seed": request.seed,
+            "sliders": [
+                {**info, "scale": v, "raw_scale": w}
+                for info, v, w in zip(self.slider_info, scales, request.scales)
+            ],
+            "scales": list(scales),
+            "raw_scales": list(request.scales),
+            "gate": gate_record,
+            **{key: self.summary[key] for key in ("steps", "guidance", "model", "image", "strength")},
+        }
+
+    def save_grid(self, p: int, prompt: str, cells: list[list[Image.Image]]) -> Path:
+        """Write prompt `p`'s labelled grid (rows = seeds, columns = scales) and list it in the summary."""
+        grid_path = self.out_dir / f"grid_p{p:02d}.png"
+        row_labels = [f"seed {seed}" for seed in self.settings.seeds]
+        col_labels = [_column_label(self.sliders, scales, self.swept) for scales in self.columns]
+        grid = make_grid(cells, row_labels, col_labels, _title(prompt, self.sliders, self.swept))
+        save_png(grid, grid_path, {"prompt": prompt, "sliders": json.dumps(self.slider_info)})
+        self.summary["grids"].append(grid_path.name)
+        return grid_path
 
 
 def _png_text(record: dict[str, Any]) -> dict[str, str]:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# `--model` when a command does not require one: SDXL base from the hub.
+DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+
 
 def model_aliases() -> dict[str, Path]:
     """`--model` names: `toy` -> the toy world's SDXL-architecture pipeline folder."""

@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import math
-import re
 from pathlib import Path
 
+from sliders.defaults import SCALE, START_NOISE
+from transfer.commands.aliases import DEFAULT_MODEL
+from transfer.commands.arguments import allow_negative_values, parse_floats, parse_ints
 from transfer.gate import GateSpec
-
-
-def parse_floats(text: str, option: str) -> tuple[float, ...]:
-    """Parse a comma-separated list of finite numbers (`-2,-1,0,1,2`)."""
-    try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError as error:
-        raise ValueError(f"{option} {text}: expected comma-separated numbers") from error
-    if not values or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{option} {text}: expected comma-separated finite numbers")
-    return values
-
-
-def parse_ints(text: str, option: str) -> tuple[int, ...]:
-    """Parse a comma-separated list of integers (`0,1,2`)."""
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as error:
-        raise ValueError(f"{option} {text}: expected comma-separated integers") from error
-    if not values:
-        raise ValueError(f"{option} {text}: expected at least one integer")
-    return values
+from transfer.sweep_settings import SweepSettings
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -52,17 +32,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render SDXL images with sliders at signed scales, off for the first steps (the gate). "
         "With --scales the first slider is swept (grid columns) and the others are held at their scales.",
     )
-    parser.add_argument(
-        "--model",
-        default="stabilityai/stable-diffusion-xl-base-1.0",
-        help="hub id, diffusers folder, single .safetensors/.ckpt file, or 'toy'",
-    )
+    allow_negative_values(parser)  # `--scales -2,-1,0,1,2`, `--slider x.safetensors:-1`
+    _add_slider_options(parser)
+    _add_gate_options(parser)
+    _add_sampling_options(parser)
+    _add_model_options(parser)
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    parser.set_defaults(func=run_apply)
+
+
+def _add_slider_options(parser: argparse.ArgumentParser) -> None:
+    """Which sliders, at which scales; the sweep."""
     parser.add_argument(
         "--slider",
         action="append",
         default=[],
         metavar="FILE[:SCALE]",
-        help="a slider file with a signed scale (default 1); repeat for several. A calibrated file "
+        help=f"a slider file with a signed scale (default {SCALE:g}); repeat for several. A calibrated file "
         "(`slider calibrate`) reads the scale as a user scale: 1 is the same amount of change for every slider",
     )
     parser.add_argument(
@@ -70,64 +56,74 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="ignore the sliders' calibrations: every scale is the raw adapter weight",
     )
-    parser.add_argument("--prompt", action="append", required=True, metavar="P", help="repeat for several")
-    parser.add_argument("--negative-prompt", default=None, metavar="N")
     parser.add_argument(
-        "--scales",
-        default=None,
-        metavar="LIST",
-        help="sweep the first slider over these scales, e.g. -2,-1,0,1,2",
-    )
-    parser.add_argument("--seeds", default="0", metavar="LIST", help="grid rows, e.g. 0,1 (default 0)")
-    gate = parser.add_mutually_exclusive_group()
-    gate.add_argument(
-        "--start-noise",
-        type=float,
-        default=None,
-        metavar="T",
-        help="sliders off while the timestep is above T (0-1000; default: slider metadata, else 750)",
-    )
-    gate.add_argument(
-        "--start-fraction",
-        type=float,
-        default=None,
-        metavar="F",
-        help="sliders off for the first fraction F of the steps",
-    )
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--guidance", type=float, default=5.0)
-    parser.add_argument("--size", default=None, metavar="W[xH]", help="default: the model's native size")
-    parser.add_argument(
-        "--image", type=Path, default=None, metavar="IN.png", help="edit this picture (img2img)"
-    )
-    parser.add_argument(
-        "--strength",
-        type=float,
-        default=None,
-        metavar="S",
-        help="with --image: how much of the picture is re-noised (0-1, default 0.6)",
+        "--scales", metavar="LIST", help="sweep the first slider over these scales, e.g. -2,-1,0,1,2"
     )
     parser.add_argument(
         "--composition",
-        default=None,
         choices=["fused", "lowrank", "peft"],
         help="how sliders combine: fused (default; no per-step cost), lowrank (default with --offload: "
         "fused weights cannot follow offloading), peft (the reference path)",
     )
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None)
+
+
+def _add_gate_options(parser: argparse.ArgumentParser) -> None:
+    """When the sliders switch on: a timestep or a fraction of the steps (default: the sliders' own)."""
+    gate = parser.add_mutually_exclusive_group()
+    gate.add_argument(
+        "--start-noise",
+        type=float,
+        metavar="T",
+        help=f"sliders off while the timestep is above T (0-1000; default: the first slider's "
+        f"recommendation, else {START_NOISE:g})",
+    )
+    gate.add_argument(
+        "--start-fraction", type=float, metavar="F", help="sliders off for the first fraction F of the steps"
+    )
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """Prompts, seeds, steps, guidance, size, and the picture to edit."""
+    parser.add_argument("--prompt", action="append", required=True, metavar="P", help="repeat for several")
+    parser.add_argument("--negative-prompt", metavar="N")
+    parser.add_argument(
+        "--seeds", default="0", metavar="LIST", help="grid rows, e.g. 0,1 (default %(default)s)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=SweepSettings.steps, help="sampling steps (default %(default)s)"
+    )
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        default=SweepSettings.guidance,
+        help="classifier-free guidance (default %(default)s)",
+    )
+    parser.add_argument("--size", metavar="W[xH]", help="image size (default: the model's native size)")
+    parser.add_argument("--image", type=Path, metavar="IN.png", help="edit this picture (img2img)")
+    parser.add_argument(
+        "--strength",
+        type=float,
+        metavar="S",
+        help=f"with --image: how much of the picture is re-noised (0-1, default {SweepSettings.strength:g})",
+    )
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The model and where it runs."""
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="hub id, diffusers folder, single .safetensors/.ckpt file, or 'toy' (default %(default)s)",
+    )
+    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument(
+        "--dtype", choices=["fp32", "fp16", "bf16"], help="default: bf16 on CUDA, fp16 on MPS, fp32 on CPU"
+    )
     parser.add_argument("--offload", action="store_true", help="CPU offload for GPUs with little memory")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
-    # `--scales -2,-1,0,1,2` must read as a value, not an option: argparse before Python 3.13 only
-    # recognises single negative numbers as values.
-    parser._negative_number_matcher = re.compile(r"^-\.?\d")
-    parser.set_defaults(func=run_apply)
 
 
 def settings_from_args(args: argparse.Namespace):
     """Build the validated `SweepSettings` from parsed arguments."""
-    from transfer.sweep import SweepSettings
-
     if args.strength is not None and args.image is None:
         raise ValueError("--strength: only meaningful with --image")
     if args.offload and args.composition == "fused":
@@ -145,7 +141,7 @@ def settings_from_args(args: argparse.Namespace):
         height=height,
         gate=GateSpec(start_noise=args.start_noise, start_fraction=args.start_fraction),
         image=args.image,
-        strength=0.6 if args.strength is None else args.strength,
+        strength=SweepSettings.strength if args.strength is None else args.strength,
         method=args.composition or ("lowrank" if args.offload else "fused"),
         model=args.model,
     )

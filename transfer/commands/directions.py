@@ -1,4 +1,4 @@
-"""`concept-transfer directions channels|pca|svm`: find style channels or w directions to mine (issue 4 §4)."""
+"""`concept-transfer directions channels|pca|svm`: find style channels or w directions to mine."""
 
 from __future__ import annotations
 
@@ -39,9 +39,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_gan_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="direction file to write (.safetensors)")
     p.add_argument("--preview", type=Path, help="PNG of the top directions' edits (default: OUT with .png)")
-    p.add_argument("--preview-rows", type=int, default=8, help="directions shown in the preview (8)")
-    p.add_argument("--preview-seeds", default="0,1", help="seeds of the preview columns (0,1)")
-    p.add_argument("--preview-delta", type=float, default=5.0, help="edit strength shown in the preview (5)")
+    p.add_argument(
+        "--preview-rows", type=int, default=8, help="directions shown in the preview (default %(default)s)"
+    )
+    p.add_argument(
+        "--preview-seeds", default="0,1", help="seeds of the preview columns (default %(default)s)"
+    )
+    p.add_argument(
+        "--preview-delta",
+        type=float,
+        default=5.0,
+        help="edit strength shown in the preview (default %(default)s)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "directions", help="find style channels (StyleSpace) or w directions (PCA, SVM)"
     )
     commands = top.add_subparsers(dest="directions_command", metavar="METHOD", required=True)
+    _register_channels(commands)
+    _register_pca(commands)
+    _register_svm(commands)
 
+
+def _register_channels(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("channels", help="rank style channels by a region's change or a scoring function")
     _common(p)
     p.add_argument("--box", help="region x0,y0,x1,y1 in relative coordinates (0..1, top left origin)")
@@ -60,35 +74,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="scoring function module:function or file.py:function: images [B,C,H,W] in [-1,1] on the "
         "generator's device -> B numbers; channels are ranked by how much +delta moves the mean score",
     )
-    p.add_argument("--seeds", default="0-3", help="seeds to average over (0-3)")
-    p.add_argument("--delta", type=float, default=5.0, help="edit strength in channel stds (5)")
-    p.add_argument("--truncation", type=float, default=0.7, help="truncation psi of the seeds (0.7)")
+    p.add_argument("--seeds", default="0-3", help="seeds to average over (default %(default)s)")
+    p.add_argument(
+        "--delta", type=float, default=5.0, help="edit strength in channel stds (default %(default)s)"
+    )
+    p.add_argument(
+        "--truncation", type=float, default=0.7, help="truncation psi of the seeds (default %(default)s)"
+    )
     p.add_argument("--layers", help="only these layers, e.g. 3,4 or L4_84_512 (default: all)")
-    p.add_argument("--top", type=int, default=32, help="directions kept in the file (32)")
-    p.add_argument("--batch", type=int, default=16, help="renders per forward pass (16)")
+    p.add_argument("--top", type=int, default=32, help="directions kept in the file (default %(default)s)")
+    p.add_argument("--batch", type=int, default=16, help="renders per forward pass (default %(default)s)")
     p.set_defaults(func=run_channels)
 
+
+def _register_pca(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("pca", help="principal directions of w (GANSpace)")
     _common(p)
-    p.add_argument("--samples", type=int, default=10_000, help="w samples (10000)")
-    p.add_argument("--components", type=int, default=10, help="directions kept (10)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--truncation", type=float, default=1.0, help="truncation psi of the samples (1.0)")
+    p.add_argument("--samples", type=int, default=10_000, help="w samples (default %(default)s)")
+    p.add_argument("--components", type=int, default=10, help="directions kept (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the w samples (default %(default)s)")
+    p.add_argument(
+        "--truncation", type=float, default=1.0, help="truncation psi of the samples (default %(default)s)"
+    )
     p.set_defaults(func=run_pca)
 
+
+def _register_svm(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("svm", help="linear boundary in w from labels (InterFaceGAN)")
     _common(p)
     p.add_argument("--labels", type=Path, help="CSV with seed,label (label 0/1)")
     p.add_argument("--score", help="scoring function module:function; labels = above/below the median")
-    p.add_argument("--samples", type=int, default=1000, help="seeds scored with --score (1000)")
+    p.add_argument(
+        "--samples", type=int, default=1000, help="seeds scored with --score (default %(default)s)"
+    )
     p.add_argument(
         "--extreme", type=float, help="with --score: keep only the top and bottom fraction, e.g. 0.2"
     )
     p.add_argument("--classifier", choices=("svm", "logistic"), default="svm")
-    p.add_argument("--test-fraction", type=float, default=0.3, help="held-out share for the accuracy (0.3)")
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.3,
+        help="held-out share for the accuracy (default %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="first seed with --score; split seed")
-    p.add_argument("--truncation", type=float, default=0.7, help="truncation psi of the seeds (0.7)")
-    p.add_argument("--batch", type=int, default=16, help="renders per forward pass with --score (16)")
+    p.add_argument(
+        "--truncation", type=float, default=0.7, help="truncation psi of the seeds (default %(default)s)"
+    )
+    p.add_argument(
+        "--batch", type=int, default=16, help="renders per forward pass with --score (default %(default)s)"
+    )
     p.set_defaults(func=run_svm)
 
 

@@ -1,6 +1,7 @@
-"""`concept-transfer mine`: StyleGAN3 style edit -> before/after pair corpus (issue 4 §5).
+"""`concept-transfer mine`: StyleGAN3 style edit -> before/after pair corpus.
 
-Also holds the generator arguments that `directions` shares (`--gan`, `--device`, style statistics).
+Also holds what other commands share with it: the generator arguments (`--gan`, `--device`, style
+statistics; `directions`) and the mining options with their `MiningConfig` (`transfer`).
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ def add_gan_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=("ours", "nvlabs"),
         default="ours",
-        help="nvlabs: NVlabs' own code and CUDA kernels (executes code from the pickle; needs $STYLEGAN3_DIR)",
+        help="nvlabs: NVlabs' own code and CUDA kernels (executes code from the pickle; needs $STYLEGAN3_DIR; "
+        "default %(default)s)",
     )
     parser.add_argument(
-        "--stats-samples", type=int, default=100_000, help="samples for per-channel std (100000)"
+        "--stats-samples", type=int, default=100_000, help="samples for per-channel std (default %(default)s)"
     )
-    parser.add_argument("--stats-psi", type=float, default=1.0, help="truncation psi of the statistics (1.0)")
+    parser.add_argument(
+        "--stats-psi", type=float, default=1.0, help="truncation psi of the statistics (default %(default)s)"
+    )
     parser.add_argument(
         "--stats-cache", type=Path, help="statistics cache folder (default: ~/.cache/concept-transfer)"
     )
@@ -53,6 +57,55 @@ def stats_from_args(G: nn.Module, args: argparse.Namespace) -> StyleStats:
     return style_stats(G, num_samples=args.stats_samples, psi=args.stats_psi, cache_dir=args.stats_cache)
 
 
+def add_mining_arguments(parser: argparse.ArgumentParser, pairs: int | None = None) -> None:
+    """How pairs are rendered (`MiningConfig`): seeds, edit size, levels, truncation, batch, symmetry.
+
+    `pairs` is the default number of seeds; None makes `--pairs` required.
+    """
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        required=pairs is None,
+        default=pairs,
+        help="number of seeds; each gives one pair per level"
+        + ("" if pairs is None else " (default %(default)s)"),
+    )
+    parser.add_argument(
+        "--delta",
+        type=float,
+        default=5.0,
+        help="edit strength at level 1, in channel stds (default %(default)s)",
+    )
+    parser.add_argument(
+        "--levels", default="1", help="comma-separated levels; level k uses delta*k (default %(default)s)"
+    )
+    parser.add_argument(
+        "--truncation", type=float, default=0.7, help="truncation psi of the seeds (default %(default)s)"
+    )
+    parser.add_argument("--truncation-cutoff", type=int, help="truncate only the first N ws (default: all)")
+    parser.add_argument("--batch", type=int, default=8, help="seeds per forward pass (default %(default)s)")
+    parser.add_argument(
+        "--symmetric", action="store_true", help="before = -delta instead of the unedited image"
+    )
+
+
+def mining_config_from_args(args: argparse.Namespace):
+    """The `MiningConfig` of the mining options (`add_mining_arguments`) plus --seed and --resolution."""
+    from stylegan_bridge.mining import MiningConfig, parse_levels
+
+    return MiningConfig(
+        pairs=args.pairs,
+        delta=args.delta,
+        levels=parse_levels(args.levels),
+        psi=args.truncation,
+        cutoff=args.truncation_cutoff,
+        seed=args.seed,
+        resolution=args.resolution,
+        batch=args.batch,
+        symmetric=args.symmetric,
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `mine`."""
     p = subparsers.add_parser(
@@ -69,47 +122,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--channel", type=int, help="style channel of --layer")
     p.add_argument("--direction", type=Path, help="direction file from `concept-transfer directions`")
     p.add_argument("--index", type=int, default=0, help="which direction of --direction (0 = best)")
-    p.add_argument("--pairs", type=int, required=True, help="number of seeds; each gives one pair per level")
     p.add_argument("--out", type=Path, required=True, help="corpus folder (created, or resumed if it exists)")
-    p.add_argument("--delta", type=float, default=5.0, help="edit strength at level 1 (5)")
-    p.add_argument("--levels", default="1", help="comma-separated levels; level k uses delta*k (1)")
-    p.add_argument("--truncation", type=float, default=0.7, help="truncation psi of the seeds (0.7)")
-    p.add_argument("--truncation-cutoff", type=int, help="truncate only the first N ws (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="first seed (0)")
+    add_mining_arguments(p)
+    p.add_argument("--seed", type=int, default=0, help="first seed (default %(default)s)")
     p.add_argument("--resolution", type=int, help="corpus image size (default: the generator's)")
-    p.add_argument("--batch", type=int, default=8, help="seeds per forward pass (8)")
-    p.add_argument("--symmetric", action="store_true", help="before = -delta instead of the unedited image")
     p.add_argument("--name", help="corpus name (default: the --out folder name)")
     p.set_defaults(func=run_mine)
 
 
 def run_mine(args: argparse.Namespace) -> int:
     """Load the generator, build the edit, mine the pairs, print where they are."""
-    from stylegan_bridge.mining import (
-        MiningConfig,
-        channel_source,
-        direction_source,
-        gan_source,
-        mine,
-        parse_levels,
-    )
+    from stylegan_bridge.mining import channel_source, direction_source, gan_source, mine
 
     by_channel = args.layer is not None or args.channel is not None
     if by_channel == (args.direction is not None) or (
         by_channel and (args.layer is None or args.channel is None)
     ):
         raise ValueError("give either --layer and --channel, or --direction")
-    config = MiningConfig(
-        pairs=args.pairs,
-        delta=args.delta,
-        levels=parse_levels(args.levels),
-        psi=args.truncation,
-        cutoff=args.truncation_cutoff,
-        seed=args.seed,
-        resolution=args.resolution,
-        batch=args.batch,
-        symmetric=args.symmetric,
-    )
+    config = mining_config_from_args(args)
     G, path = gan_from_args(args)
     if by_channel:
         edit, edit_provenance = channel_source(G, args.layer, args.channel, stats_from_args(G, args))

@@ -1,14 +1,14 @@
-"""`concept-transfer pairs ingest|inspect|validate`: make, look at and check pair corpora (issue 3 §2)."""
+"""`concept-transfer pairs ingest|inspect|validate`: make, look at and check pair corpora."""
 
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 # pair_datasets needs no torch (Pillow, numpy, tqdm only), so its constants are cheap to import here.
 from pair_datasets.images import DEFAULT_MAX_ASPECT_DIFF, DEFAULT_MAX_PIXELS
 from pair_datasets.layouts import LAYOUTS, parse_scales
+from transfer.commands.arguments import allow_negative_values
 
 SHEET_FILE = "contact_sheet.png"
 
@@ -27,31 +27,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("src", nargs="?", type=Path, help="source folder, CSV file or side-by-side image")
     p.add_argument("--out", required=True, type=Path, help="new corpus folder (must not exist or be empty)")
-    p.add_argument("--layout", default="auto", choices=LAYOUTS, help="how SRC is organised (default: auto)")
+    p.add_argument(
+        "--layout", default="auto", choices=LAYOUTS, help="how SRC is organised (default %(default)s)"
+    )
     p.add_argument("--before", type=Path, help="folder of before images (stems layout)")
     p.add_argument("--after", type=Path, help="folder of after images (stems layout)")
     p.add_argument("--scales", type=_parse_scales, help="levels layout: scale per folder, e.g. -2,-1,1,2")
     p.add_argument("--folders", type=_parse_names, help="levels layout: folders in --scales order")
-    p.add_argument("--resolution", type=int, default=1024, help="side of the square pair images (1024)")
+    p.add_argument(
+        "--resolution", type=int, default=1024, help="side of the square pair images (default %(default)s)"
+    )
     p.add_argument("--name", help="corpus name (default: the --out folder name)")
     p.add_argument("--min-size", type=int, help="shortest accepted image side (default: resolution / 2)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse larger images (default %(default)s)",
+    )
     p.add_argument(
         "--max-aspect-diff",
         type=float,
         default=DEFAULT_MAX_ASPECT_DIFF,
-        help="largest relative aspect-ratio difference within a pair (0.05 = 5%%)",
+        help="largest relative aspect-ratio difference within a pair, 0.05 = 5%% (default %(default)s)",
     )
     p.add_argument("--workers", type=int, help="decoding threads (default: up to 8)")
-    # `--scales -2,-1,1,2` (the original repository's spelling): Python < 3.13 would take "-2,-1,1,2"
-    # for an option; this is the negative-number rule Python 3.13's argparse uses.
-    p._negative_number_matcher = re.compile(r"^-\.?\d")
+    allow_negative_values(p)  # `--scales -2,-1,1,2`, the original repository's spelling
     p.set_defaults(func=run_ingest)
 
     p = commands.add_parser("inspect", help="print counts and levels, write a contact sheet PNG")
     p.add_argument("corpus", type=Path)
     p.add_argument("--sheet", type=Path, help=f"contact sheet path (default: CORPUS/{SHEET_FILE})")
-    p.add_argument("--max-pairs", type=int, default=16, help="pairs on the contact sheet (16)")
+    p.add_argument(
+        "--max-pairs", type=int, default=16, help="pairs on the contact sheet (default %(default)s)"
+    )
     p.set_defaults(func=run_inspect)
 
     p = commands.add_parser("validate", help="check a corpus; exit 1 naming each problem")

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sliders.defaults import DEFAULT_RAW_SCALES, DEFAULT_UNIT_EFFECT
+
 if TYPE_CHECKING:  # torch and peft load only when a command runs, not to build the parser
     from sliders.slider_file import SliderFile
 
@@ -80,8 +82,6 @@ def calibration_lines(slider: SliderFile) -> list[str]:
 
 def register_calibrate(actions: argparse._SubParsersAction) -> None:
     """Add `slider calibrate FILE --model M ...`."""
-    from transfer.calibrate import DEFAULT_RAW_SCALES, DEFAULT_UNIT_EFFECT
-
     parser = actions.add_parser(
         "calibrate",
         help="measure a slider's effect over scales and write a user-scale calibration into the file",

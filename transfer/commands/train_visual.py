@@ -1,11 +1,12 @@
-"""`concept-transfer train visual`: train a visual slider from a before/after pair corpus (issue 3 §4)."""
+"""`concept-transfer train visual`: train a visual slider from a before/after pair corpus."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from transfer.commands.train import add_common_options, process_device
+from sliders.config import TrainSettings, VisualSliderConfig
+from transfer.commands.train_options import add_common_options, load_pipeline, report, train_overrides
 
 
 def register_visual(kinds: argparse._SubParsersAction) -> None:
@@ -23,7 +24,12 @@ def register_visual(kinds: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--prompt", help="prompt for pairs without a caption (default: the empty prompt)")
     parser.add_argument("--concept", help="concept name recorded in the file (default: the corpus name)")
-    parser.add_argument("--batch-size", type=int, help="pairs per step (default 1)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=VisualSliderConfig.batch_size,
+        help="pairs per step (default %(default)s)",
+    )
     parser.add_argument(
         "--augment", action="store_true", help="random horizontal flip, the same for both images"
     )
@@ -42,46 +48,31 @@ def register_visual(kinds: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_visual)
 
 
-def visual_config_from_args(args: argparse.Namespace):
-    """The `VisualSliderConfig` of a `train visual` command line (unset flags keep the defaults)."""
-    from sliders.config import TrainSettings
-    from sliders.visual_slider import VisualSliderConfig
-
-    given = {
-        "steps": args.steps, "rank": args.rank, "alpha": args.alpha, "targets": args.targets, "lr": args.lr,
-        "seed": args.seed, "checkpoint_every": args.checkpoint_every,
-        "gradient_checkpointing": args.gradient_checkpointing, "mixed_precision": args.mixed_precision,
-    }  # fmt: skip
-    train = TrainSettings(**{k: v for k, v in given.items() if v is not None})
+def visual_config_from_args(args: argparse.Namespace) -> VisualSliderConfig:
+    """The `VisualSliderConfig` of a `train visual` command line (unset options keep the defaults)."""
     return VisualSliderConfig(
         concept=args.concept or "",
         prompt=args.prompt or "",
         resolution=args.resolution,
-        batch_size=1 if args.batch_size is None else args.batch_size,
+        batch_size=args.batch_size,
         augment=args.augment,
         crop_scale=args.crop_scale,
         separate_passes=args.separate_passes,
-        train=train,
+        train=TrainSettings(**train_overrides(args)),
     )
 
 
 def run_visual(args: argparse.Namespace) -> int:
     """Train a visual slider as the arguments say; prints where the files went."""
     from pair_datasets import Corpus
-    from sliders.loss_log import loss_paths
     from sliders.visual_slider import train_visual_slider
-    from transfer.commands.aliases import model_aliases
-    from transfer.sdxl import load_sdxl
 
     config = visual_config_from_args(args)
     if args.out.suffix != ".safetensors":
         raise ValueError(f"--out {args.out}: a slider file must end in .safetensors")
     corpus = Corpus.open(args.pairs)
-    pipe = load_sdxl(
-        args.model, device=process_device(args.device), dtype=args.dtype, aliases=model_aliases()
-    )  # own GPU per process
+    pipe = load_pipeline(args)
     out = train_visual_slider(pipe, corpus, config, args.out, base_model=args.model, resume=args.resume,
                               show_progress=not args.quiet)  # fmt: skip
-    csv_path, png_path = loss_paths(out)
-    print(f"slider: {out}\nloss log: {csv_path}\nloss curve: {png_path}")
+    report(out)
     return 0
