@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sliders.defaults import DEFAULT_RAW_SCALES, DEFAULT_UNIT_EFFECT
+from transfer.commands.aliases import DEFAULT_MODEL
+from transfer.commands.arguments import allow_negative_values
 
 if TYPE_CHECKING:  # torch and peft load only when a command runs, not to build the parser
     from sliders.slider_file import SliderFile
@@ -93,7 +94,7 @@ def register_calibrate(actions: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("file", type=Path, help="slider file (.safetensors; a .pt needs --out)")
     parser.add_argument(
-        "--model", default="stabilityai/stable-diffusion-xl-base-1.0", help="the model to measure on"
+        "--model", default=DEFAULT_MODEL, help="the model to measure on (default %(default)s)"
     )
     parser.add_argument("--prompt", action="append", default=None, metavar="P", help="repeat for several")
     parser.add_argument("--prompts", type=Path, default=None, metavar="FILE", help="one prompt per line")
@@ -118,11 +119,11 @@ def register_calibrate(actions: argparse._SubParsersAction) -> None:
         help="the change (mean |dz|) that user scale 1 means (default %(default)s; keep it the same for "
         "sliders you want comparable)",
     )
-    parser.add_argument("--batch", type=int, default=8, help="images per pipeline call (default 8)")
+    parser.add_argument("--batch", type=int, default=8, help="images per pipeline call (default %(default)s)")
     parser.add_argument("--out", type=Path, default=None, help="write a calibrated copy here instead")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None)
-    parser._negative_number_matcher = re.compile(r"^-\.?\d")  # `--scales -8,-4,4,8` is a value
+    allow_negative_values(parser)  # `--scales -8,-4,4,8` is a value
     parser.set_defaults(func=run_calibrate)
 
 
