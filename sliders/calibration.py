@@ -13,7 +13,10 @@ distance, and equal user steps add equal amounts of change.
 
 Fitting (`fit_calibration`), for each side of 0 apart (a slider may be stronger one way):
 
-1. Breaking: the curve is cut before the first weight the measurement flagged as broken.
+1. Breaking and drift: the curve is cut before the first weight the measurement flagged as broken, or
+   whose step (the change from the previous probed weight on that side) points away from the side's
+   first step: cosine below `drift` (default 0.3). Beyond it the slider does something other than what
+   it started doing (on the toy world: the eyes stop growing and blur; the smile gives way to new hair).
 2. Monotone fit: isotonic regression of the effect on |r| (the measured curve is noisy, so it need not
    be monotone); the points each block of the fit pools become one knot at their mean weight.
 3. Saturation: the curve is cut at the first knot whose effect is within `plateau` (default 5%) of the
@@ -48,6 +51,7 @@ __all__ = ["Calibration", "EffectCurve", "fit_calibration", "CALIBRATION_VERSION
 CALIBRATION_VERSION = 1
 USAGE_HINT_PREFIX = "concept-transfer calibration:"
 DEFAULT_PLATEAU = 0.05
+DEFAULT_DRIFT = 0.3
 
 
 def _finite(value: object, what: str) -> float:
@@ -61,21 +65,34 @@ class EffectCurve:
     """A slider's measured effect at raw weights: the data a calibration is fitted from.
 
     `effects[i]` is the mean distance of the images at `raw_scales[i]` from those at 0 (NaN allowed only
-    where `broken[i]`: a broken render may not even have a finite distance).
+    where `broken[i]`: a broken render may not even have a finite distance). `directions[i]`, when
+    measured, is the cosine between the step into `raw_scales[i]` (from the previous probed weight on its
+    side, 0 for the first) and that side's first step: 1 while the slider keeps changing the image the
+    way it started (NaN where a step cannot be compared, e.g. a broken render).
     """
 
     raw_scales: tuple[float, ...]
     effects: tuple[float, ...]
     broken: tuple[bool, ...]
+    directions: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "raw_scales", tuple(_finite(r, "raw scale") for r in self.raw_scales))
         object.__setattr__(self, "effects", tuple(float(e) for e in self.effects))
         object.__setattr__(self, "broken", tuple(bool(b) for b in self.broken))
-        if not (len(self.raw_scales) == len(self.effects) == len(self.broken)):
+        if self.directions is not None:
+            object.__setattr__(self, "directions", tuple(float(d) for d in self.directions))
+        counts = {
+            len(self.raw_scales),
+            len(self.effects),
+            len(self.broken),
+            len(self.directions or self.broken),
+        }
+        if len(counts) != 1:
             raise ValueError(
-                f"effect curve: {len(self.raw_scales)} raw scales, {len(self.effects)} effects and "
-                f"{len(self.broken)} broken flags; they must be equally many"
+                f"effect curve: {len(self.raw_scales)} raw scales, {len(self.effects)} effects, "
+                f"{len(self.broken)} broken flags and {len(self.directions or ())} directions; they must be "
+                "equally many"
             )
         if len(set(self.raw_scales)) != len(self.raw_scales):
             raise ValueError(f"effect curve: raw scales repeat: {list(self.raw_scales)}")
@@ -87,17 +104,28 @@ class EffectCurve:
 
     def to_json(self) -> dict[str, list]:
         """JSON-ready lists (a NaN effect becomes null)."""
-        return {
+        data: dict[str, list] = {
             "raw_scales": list(self.raw_scales),
-            "effects": [e if math.isfinite(e) else None for e in self.effects],
+            "effects": _nulls(self.effects),
             "broken": list(self.broken),
         }
+        if self.directions is not None:
+            data["directions"] = _nulls(self.directions)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EffectCurve:
         """Inverse of `to_json` (ValueError on a malformed object)."""
         effects = [math.nan if e is None else _finite(e, "effect") for e in data["effects"]]
-        return cls(tuple(data["raw_scales"]), tuple(effects), tuple(data["broken"]))
+        directions = data.get("directions")
+        if directions is not None:
+            directions = tuple(math.nan if d is None else _finite(d, "direction") for d in directions)
+        return cls(tuple(data["raw_scales"]), tuple(effects), tuple(data["broken"]), directions)
+
+
+def _nulls(values: Sequence[float]) -> list[float | None]:
+    """JSON-ready: NaN becomes null."""
+    return [v if math.isfinite(v) else None for v in values]
 
 
 def _interp_side(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
@@ -240,15 +268,15 @@ def _pair(value: Any, what: str) -> tuple[float, float]:
 
 
 def _side_knots(
-    magnitudes: np.ndarray, effects: np.ndarray, broken: np.ndarray, plateau: float
+    magnitudes: np.ndarray, effects: np.ndarray, stop: np.ndarray, plateau: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Knots (|raw|, effect) of one side: cut at breaking, isotonic fit, cut at saturation."""
+    """Knots (|raw|, effect) of one side: cut before the first `stop`, isotonic fit, cut at saturation."""
     from sklearn.isotonic import IsotonicRegression  # only fitting needs scikit-learn, not reading
 
     order = np.argsort(magnitudes)
-    magnitudes, effects, broken = magnitudes[order], effects[order], broken[order]
-    first_broken = int(np.argmax(broken)) if broken.any() else len(broken)
-    magnitudes, effects = magnitudes[:first_broken], effects[:first_broken]
+    magnitudes, effects, stop = magnitudes[order], effects[order], stop[order]
+    first_stop = int(np.argmax(stop)) if stop.any() else len(stop)
+    magnitudes, effects = magnitudes[:first_stop], effects[:first_stop]
     if magnitudes.size == 0:
         return magnitudes, effects
     fitted = IsotonicRegression(increasing=True, y_min=0.0).fit_transform(magnitudes, effects)
@@ -268,6 +296,7 @@ def fit_calibration(
     unit_effect: float,
     *,
     plateau: float = DEFAULT_PLATEAU,
+    drift: float = DEFAULT_DRIFT,
     distance: str = "latent_mean_abs",
     conditions: Mapping[str, Any] | None = None,
 ) -> Calibration:
@@ -276,13 +305,17 @@ def fit_calibration(
         raise ValueError(f"unit_effect: must be a positive number, got {unit_effect}")
     if not 0.0 <= plateau < 1.0:
         raise ValueError(f"plateau: must be in [0, 1), got {plateau}")
+    if not -1.0 <= drift <= 1.0:
+        raise ValueError(f"drift: must be a cosine in [-1, 1], got {drift}")
     raws = np.asarray(curve.raw_scales, float)
     effects = np.nan_to_num(np.asarray(curve.effects, float), nan=0.0)
-    broken = np.asarray(curve.broken, bool)
+    stop = np.asarray(curve.broken, bool)
+    if curve.directions is not None:  # NaN compares False: an unmeasurable step does not stop the curve
+        stop |= np.asarray(curve.directions, float) < drift
     user_knots, raw_knots, user_range, raw_range = [], [], [0.0, 0.0], [0.0, 0.0]
     for sign, end in ((-1.0, 0), (1.0, 1)):
         side = raws * sign > 0
-        xs, ys = _side_knots(np.abs(raws[side]), effects[side], broken[side], plateau)
+        xs, ys = _side_knots(np.abs(raws[side]), effects[side], stop[side], plateau)
         if xs.size:
             user_knots += list(sign * ys / unit_effect)
             raw_knots += list(sign * xs)
@@ -290,7 +323,7 @@ def fit_calibration(
     if not user_knots:
         raise ValueError(
             "calibration: no usable raw scale: the slider changed no image measurably, or the images broke "
-            "already at the smallest probed scales (probe other scales)"
+            "or drifted already at the smallest probed scales (probe other scales)"
         )
     order = np.argsort(user_knots)
     return Calibration(

@@ -28,8 +28,14 @@ model itself considers a normal image: each render is noised to t = 300 (fixed n
 render, is the *prior ratio*. A picture the model could have made denoises about as well as its own
 renders (ratio near 1); smeared or burnt pictures do not. On the toy world the ratio is 1.1-2.3 where the
 images still look right and 7-10 where they have visibly broken (eye-size slider: 3.5 at raw +-4, 7 at
-+-6), so the default limit `break_prior` is 5. `sliders/calibration.py` cuts the usable range before the
-first broken weight and where the effect saturates, and fits the map user -> raw.
++-6), so the default limit `break_prior` is 5.
+
+Drift, measured: `step_directions` gives, per raw weight, the cosine between the step into it (the
+change of the renders from the previous probed weight on its side) and that side's first step. On the toy
+world the eye-size slider's steps keep their direction (0.6-0.9) while the probe's eye size grows, and
+turn away (0.06 at raw +3, where the eyes stop growing and blur) where it stops; the smile slider's turn
+at +3 and -4, where the probe's smile stops growing. `sliders/calibration.py` ends the usable range
+before the first broken or drifted weight and where the effect saturates, and fits the map user -> raw.
 """
 
 from __future__ import annotations
@@ -44,7 +50,14 @@ from typing import Any
 
 import torch
 
-from sliders.calibration import USAGE_HINT_PREFIX, Calibration, EffectCurve, fit_calibration
+from sliders.calibration import (
+    DEFAULT_DRIFT,
+    DEFAULT_PLATEAU,
+    USAGE_HINT_PREFIX,
+    Calibration,
+    EffectCurve,
+    fit_calibration,
+)
 from sliders.defaults import DEFAULT_RAW_SCALES, DEFAULT_UNIT_EFFECT
 from sliders.slider_metadata import KEY_PROMPTS, KEY_USAGE_HINT, PREFIX
 from transfer.compose import compose_sliders
@@ -61,7 +74,7 @@ class CalibrationSettings:
     """What to render and how to read it: prompts x seeds at each raw weight, and the fitting rules."""
 
     prompts: tuple[str, ...] | None = None  # None: the slider's own prompts (`default_prompts`)
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
     raw_scales: tuple[float, ...] = DEFAULT_RAW_SCALES
     steps: int = 20
     guidance: float = 5.0
@@ -70,7 +83,8 @@ class CalibrationSettings:
     negative_prompt: str | None = None
     gate: GateSpec = field(default_factory=GateSpec)  # unset: the slider's recommended gate, as in apply
     unit_effect: float = DEFAULT_UNIT_EFFECT  # the effect of user scale 1 (mean |dz|)
-    plateau: float = 0.05  # the effect counts as saturated within this fraction of its largest value
+    plateau: float = DEFAULT_PLATEAU  # the effect counts as saturated within this fraction of its largest
+    drift: float = DEFAULT_DRIFT  # the range ends where a step's cosine with the first step falls below
     break_effect: float = 1.0  # broken beyond this fraction of the distance between two samples
     break_prior: float = 5.0  # broken when the base model denoises the render this many times worse
     batch: int = 8  # images per pipeline call
@@ -197,30 +211,65 @@ def render_latents(
     return torch.cat(out)
 
 
+def step_directions(scales: Sequence[float], latents: Sequence[torch.Tensor]) -> list[float]:
+    """Per raw scale, the cosine between the step into it and its side's first step (mean over images).
+
+    The step into a scale is the change of the renders from the previous probed scale on its side (0 for
+    the first); 1 at 0 and at each side's first scale.
+    """
+    index = {float(s): i for i, s in enumerate(scales)}
+    out = [1.0] * len(scales)
+    for sign in (-1.0, 1.0):
+        previous, first = latents[index[0.0]], None
+        for scale in sorted((s for s in index if s * sign > 0), key=abs):
+            z = latents[index[scale]]
+            step = (z.float() - previous.float()).flatten(1)  # [N, C*h*w]
+            first = step if first is None else first
+            out[index[scale]] = float(torch.nn.functional.cosine_similarity(step, first, dim=1).mean())
+            previous = z
+    return out
+
+
+@torch.no_grad()
+def decode_latents(pipe: Any, z: torch.Tensor) -> torch.Tensor:
+    """Images [N, 3, H, W] in [-1, 1] of `render_latents` output, decoded as the SDXL pipeline does."""
+    config, vae = pipe.vae.config, pipe.vae
+    z = z.to(vae.device, vae.dtype)
+    if getattr(config, "latents_mean", None) is not None and getattr(config, "latents_std", None) is not None:
+        mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1).to(z)
+        std = torch.tensor(config.latents_std).view(1, -1, 1, 1).to(z)
+        z = z * std / config.scaling_factor + mean
+    else:
+        z = z / config.scaling_factor
+    return vae.decode(z).sample.float().clamp(-1, 1).cpu()
+
+
 def measure_effects(
     pipe: Any, factors: dict, settings: CalibrationSettings, prompts: Sequence[str], default: GateSpec,
     say: Callable[[str], None] = print,
 ) -> tuple[EffectCurve, dict[str, Any]]:  # fmt: skip
     """Render every raw weight; the effect curve and what breaking was judged on (sample gap, prior ratios)."""
     scales = sorted({0.0, *(float(s) for s in settings.raw_scales)})
-    effects, broken, ratios = [], [], []
+    latents, effects, broken, ratios = [], [], [], []
     with compose_sliders(pipe.unet, [factors], [0.0], settings.method, ["slider"]) as composition:
         reference = render_latents(pipe, composition, prompts, settings.seeds, settings, default)
         gap = sample_distance(reference)
         prior_zero = prior_error(pipe, reference, settings.batch)
         for scale in scales:
-            effect, ratio = 0.0, 1.0
+            z, effect, ratio = reference, 0.0, 1.0
             if scale != 0:
                 composition.set_scales([scale])
                 z = render_latents(pipe, composition, prompts, settings.seeds, settings, default)
                 effect = float(latent_distance(z, reference).mean())
                 ratio = geometric_mean_ratio(prior_error(pipe, z, settings.batch), prior_zero)
                 say(f"  raw {scale:+g}: effect {effect:.4f}, prior ratio {ratio:.2f}")
+            latents.append(z)
             effects.append(effect if math.isfinite(effect) else math.nan)
             ratios.append(round(ratio, 4) if math.isfinite(ratio) else None)
             broken.append(is_broken(effect, ratio, gap, settings))
+    directions = step_directions(scales, latents)
     judged = {"sample_distance": gap, "prior_ratio": ratios}
-    return EffectCurve(tuple(scales), tuple(effects), tuple(broken)), judged
+    return EffectCurve(tuple(scales), tuple(effects), tuple(broken), tuple(directions)), judged
 
 
 def calibration_fields(calibration: Calibration, metadata: dict[str, str]) -> dict[str, str]:
@@ -265,7 +314,12 @@ def calibrate_slider(
         **{k: v for k, v in asdict(settings).items() if k not in ("prompts", "raw_scales", "gate", "batch")},
     }  # fmt: skip
     calibration = fit_calibration(
-        curve, settings.unit_effect, plateau=settings.plateau, distance=DISTANCE, conditions=conditions
+        curve,
+        settings.unit_effect,
+        plateau=settings.plateau,
+        drift=settings.drift,
+        distance=DISTANCE,
+        conditions=conditions,
     )
     if slider_path.suffix == ".safetensors":
         update_slider_metadata(slider_path, calibration_fields(calibration, slider.metadata), out=out)

@@ -62,6 +62,18 @@ def test_broken_weights_end_the_range_and_a_dead_side_mirrors_the_other():
     assert not c.in_range(-0.5) and c.in_range(1.5)
 
 
+def test_a_step_that_turns_away_ends_the_range():
+    # The effect keeps growing, but the step into raw 3 points elsewhere (cosine 0.1 < 0.3): range ends at 2.
+    raws = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0)
+    c = fit_calibration(
+        EffectCurve(raws, (0.1, 0.05, 0, 0.05, 0.1, 0.15, 0.2), (False,) * 7, (0.9, 1, 1, 1, 0.8, 0.1, 0.9)),
+        unit_effect=0.05,
+    )
+    assert c.raw_range == (-2.0, 2.0)
+    loose = fit_calibration(c.curve, unit_effect=0.05, drift=0.0)
+    assert loose.raw_range == (-2.0, 4.0)
+
+
 def test_no_usable_scale_is_an_error():
     with pytest.raises(ValueError, match="no usable raw scale"):
         fit_calibration(curve({-1: 0.0, 1: 0.0}), unit_effect=0.05)

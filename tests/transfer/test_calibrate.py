@@ -20,6 +20,7 @@ from transfer.calibrate import (
     is_broken,
     latent_distance,
     sample_distance,
+    step_directions,
 )
 
 # The tiny model is random: its renders are not images, so its own prior cannot judge breaking.
@@ -42,6 +43,16 @@ def test_distances_on_hand_made_latents():
     with pytest.raises(ValueError, match="at least two renders"):
         sample_distance(three[:1])
     assert geometric_mean_ratio(torch.tensor([2.0, 8.0]), torch.tensor([1.0, 2.0])) == pytest.approx(8**0.5)
+
+
+def test_step_directions_on_hand_made_latents():
+    zero = torch.zeros(1, 1, 1, 2)
+    along = {1.0: [1.0, 0.0], 2.0: [2.0, 0.0], 3.0: [2.0, 1.0], -1.0: [0.0, -1.0], -2.0: [0.0, -1.0]}
+    scales = sorted([0.0, *along])
+    latents = [zero if s == 0 else torch.tensor(along[s]).view(1, 1, 1, 2) for s in scales]
+    directions = dict(zip(scales, step_directions(scales, latents)))
+    # +: steps (1,0), (1,0), (0,1) -> cosines 1, 1, 0; -: steps (0,-1), (0,0) -> 1, then no direction (0).
+    assert directions == {-2.0: 0.0, -1.0: 1.0, 0.0: 1.0, 1.0: 1.0, 2.0: 1.0, 3.0: 0.0}
 
 
 @pytest.mark.parametrize(

@@ -98,7 +98,7 @@ def register_calibrate(actions: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--prompt", action="append", default=None, metavar="P", help="repeat for several")
     parser.add_argument("--prompts", type=Path, default=None, metavar="FILE", help="one prompt per line")
-    parser.add_argument("--seeds", default="0,1", metavar="LIST", help="default 0,1")
+    parser.add_argument("--seeds", default="0,1,2,3", metavar="LIST", help="default 0,1,2,3")
     parser.add_argument(
         "--scales",
         default=",".join(f"{s:g}" for s in DEFAULT_RAW_SCALES),
