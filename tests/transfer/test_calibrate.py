@@ -184,3 +184,19 @@ def test_slider_calibrate_missing_file(tiny_sdxl_path, tmp_path, capsys):
     missing = tmp_path / "missing.safetensors"
     assert cli.main(["slider", "calibrate", str(missing), "--model", str(tiny_sdxl_path)]) == 2
     assert capsys.readouterr().err == f"error: {missing}: no such slider file\n"
+
+
+def test_train_calibrate_calibrates_the_new_slider(tiny_sdxl_path, tmp_path, monkeypatch, capsys):
+    from transfer.commands import slider as slider_command
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["transfer.commands.train"])
+    settings = CalibrationSettings(**TINY, **NO_BREAKING)
+    monkeypatch.setattr(slider_command, "trained_calibration_settings", lambda: settings)
+    out = tmp_path / "age.safetensors"
+    argv = ["train", "text", "--model", str(tiny_sdxl_path), "--out", str(out), "--resolution", "32", "--quiet",
+            "--target", "person", "--positive", "old person", "--negative", "young person", "--steps", "2",
+            "--calibrate"]  # fmt: skip
+    assert cli.main(argv) == 0
+    calibration = load_slider(out).calibration
+    assert calibration is not None and calibration.conditions["prompts"] == ["person"]
+    assert "calibration: user scale -> raw weight" in capsys.readouterr().out

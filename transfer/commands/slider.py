@@ -169,3 +169,19 @@ def run_calibrate(args: argparse.Namespace) -> int:
     calibrate_slider(pipe, args.file, settings, out=args.out, model=args.model)
     print(f"calibration written to {args.out or args.file}")
     return 0
+
+
+def trained_calibration_settings():
+    """The settings of `train ... --calibrate`: `slider calibrate`'s defaults."""
+    from transfer.calibrate import CalibrationSettings
+
+    return CalibrationSettings()
+
+
+def calibrate_trained(pipe, path: Path, model: str) -> None:
+    """`train ... --calibrate`: calibrate a freshly trained slider on the pipeline it was trained on."""
+    from transfer.calibrate import calibrate_slider
+
+    pipe.to(pipe.unet.device)  # training moved the text encoders and the VAE off the accelerator
+    pipe.set_progress_bar_config(disable=True)
+    calibrate_slider(pipe, path, trained_calibration_settings(), model=model)

@@ -121,6 +121,7 @@ def text_config_from_args(args: argparse.Namespace) -> TextSliderConfig:
 def run_text(args: argparse.Namespace) -> int:
     """Train a text slider as the arguments say; prints where the files went."""
     from sliders.text_slider import train_text_slider
+    from transfer.commands.slider import calibrate_trained
 
     config = text_config_from_args(args)
     if args.out.suffix != ".safetensors":
@@ -129,4 +130,6 @@ def run_text(args: argparse.Namespace) -> int:
     out = train_text_slider(pipe, config, args.out, base_model=args.model, resume=args.resume,
                             show_progress=not args.quiet)  # fmt: skip
     report(out)
+    if args.calibrate:
+        calibrate_trained(pipe, out, args.model)
     return 0

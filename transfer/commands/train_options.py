@@ -54,6 +54,11 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "--dtype", choices=["fp32", "fp16", "bf16"], help="model dtype (default: bf16 on CUDA, fp32 on CPU)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="then calibrate the slider's scale on the same model (`slider calibrate` with its defaults)",
+    )
 
 
 def train_overrides(args: argparse.Namespace) -> dict:

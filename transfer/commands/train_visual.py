@@ -66,6 +66,7 @@ def run_visual(args: argparse.Namespace) -> int:
     """Train a visual slider as the arguments say; prints where the files went."""
     from pair_datasets import Corpus
     from sliders.visual_slider import train_visual_slider
+    from transfer.commands.slider import calibrate_trained
 
     config = visual_config_from_args(args)
     if args.out.suffix != ".safetensors":
@@ -75,4 +76,6 @@ def run_visual(args: argparse.Namespace) -> int:
     out = train_visual_slider(pipe, corpus, config, args.out, base_model=args.model, resume=args.resume,
                               show_progress=not args.quiet)  # fmt: skip
     report(out)
+    if args.calibrate:
+        calibrate_trained(pipe, out, args.model)
     return 0
