@@ -18,7 +18,7 @@ Why this distance:
   like a square root. Equal steps of an attribute then give equal steps of distance.
 - It is cheap: no VAE decode, which at 1024 px costs as much memory and time as several UNet steps.
 - It is monotone in the change: on the toy world the distance ranks the eye-size slider's renders in
-  the order of the probe's eye-size change (tests/transfer/test_calibrate_toy.py).
+  the order of the probe's eye-size change (tests/toyworld/test_toy_calibration.py).
 
 Breaking, measured: a raw weight is *broken* when its renders (a) hold a non-finite latent, (b) are on
 average further from their weight-0 renders than `break_effect` x the mean distance between two
@@ -26,9 +26,9 @@ different weight-0 renders (the slider replaced the picture instead of editing i
 model itself considers a normal image: each render is noised to t = 300 (fixed noise) and the base model
 (no slider, empty prompt) predicts the noise; its error, divided by the same error on the weight-0
 render, is the *prior ratio*. A picture the model could have made denoises about as well as its own
-renders (ratio near 1); smeared or burnt pictures do not. On the toy world the ratio is 1.1-2.3 where the
-images still look right and 7-10 where they have visibly broken (eye-size slider: 3.5 at raw +-4, 7 at
-+-6), so the default limit `break_prior` is 5.
+renders (ratio near 1); smeared or burnt pictures do not. On the toy world's shipped sliders the ratio is
+1.0-2.7 within raw +-3, 3.1-4.7 at +-4 (still faces; the eyes start to blur), and 7-13 from +-6 on, where
+the faces have visibly fallen apart, so the default limit `break_prior` is 5.
 
 Drift, measured: `step_directions` gives, per raw weight, the cosine between the step into it (the
 change of the renders from the previous probed weight on its side) and that side's first step. On the toy
