@@ -11,6 +11,8 @@ Metadata (strings; JSON where structured):
         {"kind": "channel" | "w" | "style", "name", "score", "sign",
          "layer", "layer_index", "channel"   (channel: delta is in units of the channel's std sigma_c),
          "sigma"                              (w: std of sampled w along the unit vector; delta unit),
+         "ws"                                 (w, optional: the ws that get the offset, 0 = the input
+                                               block, i + 1 = layer i; absent: every w),
          "info": {...}}                       (method-specific numbers: explained variance, accuracy ...)
     `concept_transfer.details` = JSON object (how it was found: seeds, region, psi, samples ...),
     `concept_transfer.generator` = JSON {"fingerprint", "w_dim", "layers": [names]}.
@@ -52,6 +54,7 @@ class Direction:
     channel: int | None = None
     w: torch.Tensor | None = None
     sigma: float | None = None
+    ws: list[int] | None = None
     style: dict[str, torch.Tensor] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -70,12 +73,13 @@ class Direction:
                 raise ValueError(f"direction {self.name!r}: a channel edit needs style statistics")
             return channel_edit(G, self.layer, int(self.channel), stats, sign=self.sign)
         if self.kind == "w":
-            return w_edit(self.w, sigma=self.sigma or 1.0, sign=self.sign, label=self.name)
+            layers = None if self.ws is None else tuple(self.ws)
+            return w_edit(self.w, sigma=self.sigma or 1.0, sign=self.sign, label=self.name, w_layers=layers)
         return Edit(style={k: v * self.sign for k, v in self.style.items()}, label=self.name)
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able part (everything but tensors)."""
-        keys = ("kind", "name", "score", "sign", "layer", "layer_index", "channel", "sigma", "info")
+        keys = ("kind", "name", "score", "sign", "layer", "layer_index", "channel", "sigma", "ws", "info")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
@@ -154,7 +158,7 @@ def load_directions(path: Path) -> DirectionFile:
         if not isinstance(entry, dict):
             raise ValueError(f"{path}: directions[{i}] is not an object")
         style = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"style.{i}.")}
-        known = ("kind", "name", "score", "sign", "layer", "layer_index", "channel", "sigma", "info")
+        known = ("kind", "name", "score", "sign", "layer", "layer_index", "channel", "sigma", "ws", "info")
         unknown = sorted(set(entry) - set(known))
         if unknown:
             raise ValueError(f"{path}: directions[{i}] has unknown field(s) {unknown}")
@@ -181,6 +185,11 @@ def check_generator(data: DirectionFile, G: nn.Module, source: str) -> None:
         if missing:
             raise ValueError(
                 f"{source}: direction {direction.name!r} uses layer(s) {sorted(missing)} the generator lacks"
+            )
+        if direction.ws and max(direction.ws) >= G.synthesis.num_ws:
+            raise ValueError(
+                f"{source}: direction {direction.name!r} edits ws {direction.ws}, the generator has "
+                f"{G.synthesis.num_ws}"
             )
         if direction.w is not None and direction.w.numel() != G.w_dim:
             raise ValueError(

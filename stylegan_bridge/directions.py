@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import importlib
 import importlib.util
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +17,15 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
 
 from stylegan_bridge.direction_file import Direction
-from stylegan_bridge.edits import render
+from stylegan_bridge.edit_batches import RenderedBatch, render_edits
+from stylegan_bridge.edits import channel_edit, render
 from stylegan_bridge.style_space import (
     StyleLayer,
     StyleStats,
     resolve_layer,
     style_layers,
-    style_offsets,
     ws_from_seeds,
 )
 
@@ -102,6 +101,14 @@ def _to_numpy(value: Any) -> Any:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
 
 
+def channel_candidates(
+    G: nn.Module, layers: Sequence[int | str] | None = None
+) -> list[tuple[StyleLayer, int]]:
+    """(layer, channel) of every style channel of `layers` (all style layers when None or empty), in order."""
+    chosen = style_layers(G) if not layers else [resolve_layer(G, key) for key in layers]
+    return [(layer, c) for layer in chosen for c in range(layer.dim)]
+
+
 def rank_channels(
     G: nn.Module,
     stats: StyleStats,
@@ -123,46 +130,15 @@ def rank_channels(
     """
     if (region is None) == (score_fn is None):
         raise ValueError("give exactly one of a region (--box / --mask) or a scoring function (--score)")
-    chosen = style_layers(G) if not layers else [resolve_layer(G, key) for key in layers]
-    candidates = [(layer, c) for layer in chosen for c in range(layer.dim)]
+    candidates = channel_candidates(G, layers)
     ws0 = ws_from_seeds(G, seeds, psi, cutoff)
     base = render(G, ws0)
+    edits = [channel_edit(G, layer.name, c, stats) for layer, c in candidates]
+    batches = render_edits(G, ws0, edits, delta, batch, progress, desc="channels")
     if region is not None:
-        inside_w, outside_w = _region_weights(region, base.shape[-1], base.device)
+        scores, signs, info = _region_scores(batches, base, region, len(candidates))
     else:
-        base_scores = call_scores(score_fn, base)
-    num_seeds = len(seeds)
-    inside = torch.zeros(len(candidates), dtype=torch.float64)
-    outside = torch.zeros(len(candidates), dtype=torch.float64)
-    changes = torch.zeros(len(candidates), num_seeds, dtype=torch.float64)
-    jobs = [(k, s) for k in range(len(candidates)) for s in range(num_seeds)]
-    bar = tqdm(total=len(jobs), desc="channels", unit="render", disable=not progress)
-    for start in range(0, len(jobs), batch):
-        chunk = jobs[start : start + batch]
-        rows_k = torch.tensor([k for k, _ in chunk])
-        rows_s = torch.tensor([s for _, s in chunk])
-        images = _render_channel_batch(G, ws0[rows_s], [candidates[k] for k in rows_k.tolist()], stats, delta)
-        if region is not None:
-            diff = (images - base[rows_s]).abs().mean(dim=1).double()  # [B, R, R]
-            inside.index_add_(0, rows_k, (diff * inside_w).sum(dim=(1, 2)).cpu())
-            outside.index_add_(0, rows_k, (diff * outside_w).sum(dim=(1, 2)).cpu())
-        else:
-            changes[rows_k, rows_s] = call_scores(score_fn, images) - base_scores[rows_s]
-        bar.update(len(chunk))
-    bar.close()
-    if region is not None:
-        scores = inside / (outside + 1e-12)
-        info = [
-            {"inside": float(i / num_seeds), "outside": float(o / num_seeds)} for i, o in zip(inside, outside)
-        ]
-        signs = torch.ones(len(candidates))
-    else:
-        mean_change = changes.mean(dim=1)
-        scores, signs = mean_change.abs(), torch.where(mean_change < 0, -1.0, 1.0)
-        info = [
-            {"mean_change": float(m), "std_change": float(s)}
-            for m, s in zip(mean_change, changes.std(dim=1, correction=0))
-        ]
+        scores, signs, info = _score_changes(batches, base, score_fn, len(candidates))
     order = sorted(range(len(candidates)), key=lambda k: (-float(scores[k]), k))
     return [
         Direction(
@@ -179,6 +155,42 @@ def rank_channels(
     ]
 
 
+def _region_scores(
+    batches: Iterable[RenderedBatch], base: torch.Tensor, region: torch.Tensor, count: int
+) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, float]]]:
+    """(localisation, signs = +1, info) per candidate: mean |change| inside / outside the region."""
+    inside_w, outside_w = _region_weights(region, base.shape[-1], base.device)
+    inside = torch.zeros(count, dtype=torch.float64)
+    outside = torch.zeros(count, dtype=torch.float64)
+    for rendered in batches:
+        diff = (rendered.images - base[rendered.seeds]).abs().mean(dim=1).double()  # [B, R, R]
+        inside.index_add_(0, rendered.edits, (diff * inside_w).sum(dim=(1, 2)).cpu())
+        outside.index_add_(0, rendered.edits, (diff * outside_w).sum(dim=(1, 2)).cpu())
+    num_seeds = base.shape[0]
+    info = [
+        {"inside": float(i / num_seeds), "outside": float(o / num_seeds)} for i, o in zip(inside, outside)
+    ]
+    return inside / (outside + 1e-12), torch.ones(count), info
+
+
+def _score_changes(
+    batches: Iterable[RenderedBatch], base: torch.Tensor, score_fn: ScoreFn, count: int
+) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, float]]]:
+    """(|mean change of the score|, its sign, info) per candidate over the seeds."""
+    base_scores = call_scores(score_fn, base)
+    changes = torch.zeros(count, base.shape[0], dtype=torch.float64)
+    for rendered in batches:
+        changes[rendered.edits, rendered.seeds] = (
+            call_scores(score_fn, rendered.images) - base_scores[rendered.seeds]
+        )
+    mean_change = changes.mean(dim=1)
+    info = [
+        {"mean_change": float(m), "std_change": float(s)}
+        for m, s in zip(mean_change, changes.std(dim=1, correction=0))
+    ]
+    return mean_change.abs(), torch.where(mean_change < 0, -1.0, 1.0), info
+
+
 def _region_weights(
     region: torch.Tensor, size: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,19 +204,6 @@ def _region_weights(
     if area_out == 0:
         raise ValueError("region covers the whole image: nothing outside to compare with")
     return inside / area_in, (1 - inside) / area_out
-
-
-def _render_channel_batch(
-    G: nn.Module, ws: torch.Tensor, rows: list[tuple[StyleLayer, int]], stats: StyleStats, delta: float
-) -> torch.Tensor:
-    """Render ws [B, ...] where row j has channel rows[j] pushed by delta * sigma (one forward pass)."""
-    offsets: dict[str, torch.Tensor] = {}
-    for j, (layer, c) in enumerate(rows):
-        if layer.name not in offsets:
-            offsets[layer.name] = torch.zeros(len(rows), layer.dim, device=ws.device)
-        offsets[layer.name][j, c] = delta * stats.sigma(layer.name, c)
-    with torch.no_grad(), style_offsets(G, offsets):
-        return G.synthesis(ws)
 
 
 def sample_w(
