@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "toyworld.commands.build",
     "transfer.commands.apply",
     "transfer.commands.gan",
+    "transfer.commands.discover",
     "transfer.commands.directions",
     "transfer.commands.mine",
     "transfer.commands.transfer_cmd",
