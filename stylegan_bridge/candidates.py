@@ -19,13 +19,15 @@ candidates.json:
          "channel": 0, "delta": 2.0, "scores": {"effect", "concentration", "distinctness", "total"},
          "sheet": "sheets/L3_72_64.c0.png"},
         {"rank": 2, "name": "ica1", "kind": "w_direction", "direction_file": "directions.safetensors",
-         "direction_index": 0, "sigma": 0.8, "delta": 2.0, "scores": {...}, "sheet": "sheets/ica1.png"},
+         "direction_index": 0, "sigma": 0.42, "ws": [1, 2, ...], "delta": 2.0, "scores": {...},
+         "sheet": "sheets/ica1.png"},
         ...]}
 
 `delta` is in the units `mine` takes: channel stds for a channel (`mine --layer L --channel C --delta D`,
 sigma_c from the style statistics of `settings.stats`), units of the direction's `sigma` (the std of w
-along it) for a w direction (`mine --direction FILE --index I --delta D`). Paths are relative to the
-folder. Scores are rounded to 6 significant digits.
+along it) for a w direction (`mine --direction FILE --index I --delta D`). `ws` (w directions, when not
+every w): the ws the offset is added to, 0 = the input block (also in the direction file). Paths are
+relative to the folder. Scores are rounded to 6 significant digits.
 """
 
 from __future__ import annotations
@@ -113,6 +115,8 @@ def candidate_record(candidate: Candidate, rank: int, direction_index: int | Non
             direction_index=direction_index,
             sigma=_round(candidate.direction.sigma),
         )
+        if candidate.direction.ws is not None:
+            entry["ws"] = list(candidate.direction.ws)
     entry["delta"] = _round(candidate.delta)
     entry["scores"] = {key: _round(value) for key, value in candidate.scores().items()}
     entry["sheet"] = f"{SHEETS_DIR}/{candidate.name}.png"
