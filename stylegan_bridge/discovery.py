@@ -235,10 +235,14 @@ def _w_candidates(G: nn.Module, method: str, config: DiscoveryConfig) -> list[Ca
 
 
 def discover(
-    G: nn.Module, stats: StyleStats, config: DiscoveryConfig, progress: bool = True
+    G: nn.Module,
+    stats: StyleStats,
+    config: DiscoveryConfig,
+    progress: bool = True,
+    candidates: Sequence[Candidate] | None = None,
 ) -> list[Candidate]:
-    """The `config.top` best distinct candidates of `G`, best first, with their scores (module docstring)."""
-    candidates = build_candidates(G, stats, config)
+    """The `config.top` best distinct candidates of `G` (of `candidates`, default all), best first, scored."""
+    candidates = build_candidates(G, stats, config) if candidates is None else list(candidates)
     ws0 = ws_from_seeds(G, config.seeds, config.psi)
     base = render(G, ws0)
     batches = render_edits(

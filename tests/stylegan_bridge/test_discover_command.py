@@ -59,6 +59,15 @@ def test_mine_takes_a_discovered_w_direction_and_channel(gan_file, tmp_path):
                  str(channel.delta), "--out", str(tmp_path / "c")]) == 0  # fmt: skip
 
 
+def test_command_defaults_are_the_library_defaults():
+    from stylegan_bridge.discovery import DiscoveryConfig
+    from transfer.cli import build_parser
+    from transfer.commands.discover import config_from_args
+
+    args = build_parser().parse_args(["discover", "--gan", "g.pkl", "--out", "o"])
+    assert config_from_args(args) == DiscoveryConfig()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -3,12 +3,13 @@
 Writes the folder described in `stylegan_bridge.candidates` (candidates.json, directions.safetensors,
 a contact sheet per candidate, overview.png). The ranking is in `stylegan_bridge.discovery`.
 
-Cost: (channels of --layers + --components) x --samples renders, plus 5 x --sheet-seeds per kept
-candidate. The toy generator (64 px, 384 channels): 1,640 renders, about 30 s on one CPU thread. An
-FFHQ-1024 generator has about 6,000 style channels (R config): all layers at --samples 4 is 24,000
-renders, about 5 h at our 1.4 images/s on an H200 (R; 4 images/s for T), minutes with --backend nvlabs'
-CUDA kernels; the middle layers (--layers 3-9, where StyleSpace finds localised channels) and
---samples 2 make it a quarter of that. Edits of FFHQ channels show at larger strengths: --delta 5.
+Cost: (channels of --layers + w directions) x --samples renders (a channel of a late layer costs less:
+the unedited layers before it run once), plus 5 x --sheet-seeds per kept candidate. The toy generator
+(64 px, 384 channels + 13 w directions, 4 seeds): 27 s of one CPU thread for the whole command. FFHQ
+1024 px: 4,946 style channels (T config), 9,890 (R); at the 4 (T) / 1.4 (R) images/s our renderer
+measured on an H200, every channel on --samples 2 is about 40 min (T) / 4 h (R), an estimate, not
+timed; --layers 3-9 (where StyleSpace finds localised channels) or a few layers at a time cut it, and
+--backend nvlabs' CUDA kernels render faster. FFHQ channels show at larger strengths: --delta 5.
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--w-delta", type=float, default=2.0, help="w direction strength, in stds of w along it")
     p.add_argument("--components", type=int, default=10, help="w directions per method (0: channels only)")
     p.add_argument(
-        "--w-methods", default="ica", help="w directions: ica (independent components), pca, or ica,pca"
+        "--w-methods",
+        default="ica,input",
+        help="w directions, any of ica (independent components of w's principal subspace), pca "
+        "(principal directions), input (the input block's rotation and translation)",
     )
     p.add_argument("--w-samples", type=int, default=10_000, help="w samples for PCA / ICA")
     p.add_argument("--w-weight", type=float, default=0.9, help="prior weight of a w direction vs a channel")
@@ -124,7 +128,7 @@ def run_discover(args: argparse.Namespace) -> int:
     from stylegan_bridge.candidates import OVERVIEW_FILE, SHEETS_DIR, generator_record, write_candidates
     from stylegan_bridge.direction_file import file_sha256
     from stylegan_bridge.directions import channel_candidates
-    from stylegan_bridge.discovery import discover
+    from stylegan_bridge.discovery import build_candidates, discover
     from stylegan_bridge.style_space import ws_from_seeds
 
     config = config_from_args(args)
@@ -132,13 +136,14 @@ def run_discover(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     G, path = gan_from_args(args)
     try:
-        channels = len(channel_candidates(G, config.layers))
+        channel_candidates(G, config.layers)
     except ValueError as error:
         raise ValueError(f"--layers {args.layers!r}: {error}") from None
     stats = stats_from_args(G, args)
-    w_count = config.components * len(config.w_methods)
-    print(f"{channels} channels + {w_count} w directions, each on {config.samples} seeds")
-    found = discover(G, stats, config, progress=not args.quiet)
+    candidates = build_candidates(G, stats, config)
+    channels = sum(c.kind == "channel" for c in candidates)
+    print(f"{channels} channels + {len(candidates) - channels} w directions, each on {config.samples} seeds")
+    found = discover(G, stats, config, progress=not args.quiet, candidates=candidates)
     settings = _settings(config, stats)
     json_path = write_candidates(args.out, found, generator_record(G, path, file_sha256(path)), settings, G)
     seeds = list(range(config.seed, config.seed + args.sheet_seeds))
