@@ -8,7 +8,7 @@ sliders with `SliderGate` (a `callback_on_step_end`), sample. Loading is separat
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,10 +160,15 @@ def render(
     request: RenderRequest,
     default_gate: GateSpec | None = None,
     image: Image.Image | None = None,
+    conditioning: Mapping[str, torch.Tensor] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[Image.Image, dict[str, Any]]:
     """Sample one image with the gated sliders; returns it and the gate's record (JSON-ready).
 
     The gate is `request.gate` if the user set one, else `default_gate` (the sliders' recommendation).
+    `conditioning`: the prompt embeddings (`pipe.encode_prompt`'s four tensors by their pipeline
+    argument names) to use instead of encoding `request.prompt` again. `on_step(step, total)` runs
+    after every step; it may raise to stop sampling (the gate still switches the sliders off).
     """
     editing = image is not None
     if editing != isinstance(pipe, StableDiffusionXLImg2ImgPipeline):
@@ -173,13 +178,13 @@ def render(
     gate = SliderGate(composition, request.gate.resolve(timesteps, default_gate), timesteps)
     # A CPU generator gives the same noise on every device.
     generator = torch.Generator(device="cpu").manual_seed(request.seed)
+    prompts = {"prompt": request.prompt, "negative_prompt": request.negative_prompt}
     common = {
-        "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
+        **(prompts if conditioning is None else conditioning),
         "num_inference_steps": request.steps,
         "guidance_scale": request.guidance,
         "generator": generator,
-        "callback_on_step_end": gate,
+        "callback_on_step_end": gate if on_step is None else _then(gate, on_step, len(timesteps)),
         "output_type": "pil",
     }
     with gate.active():
@@ -190,3 +195,14 @@ def render(
     record = gate.summary()
     record["requested"] = (request.gate if request.gate.is_set else default_gate or GateSpec()).describe()
     return result.images[0], record
+
+
+def _then(gate: SliderGate, on_step: Callable[[int, int], None], total: int) -> Callable[..., dict]:
+    """A step callback: the gate, then `on_step(step, total)`."""
+
+    def callback(pipe: Any, step_index: int, timestep: Any, callback_kwargs: dict) -> dict:
+        callback_kwargs = gate(pipe, step_index, timestep, callback_kwargs)
+        on_step(step_index, total)
+        return callback_kwargs
+
+    return callback

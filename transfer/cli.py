@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "transfer.commands.pairs",
     "toyworld.commands.build",
     "transfer.commands.apply",
+    "transfer.commands.studio",
     "transfer.commands.gan",
     "transfer.commands.discover",
     "transfer.commands.directions",

@@ -231,7 +231,7 @@ class Sweep:
                 picture, gate_record = render(self.pipe, composition, request, self.gate_default, self.image)
                 file = f"images/p{p:02d}_seed{seed}_c{c:02d}.png"
                 record = self.image_record(file, request, scales, gate_record)
-                save_png(picture, self.out_dir / record["file"], _png_text(record))
+                save_png(picture, self.out_dir / record["file"], png_text(record))
                 self.summary["images"].append(record)
                 cells[r][c] = picture
                 on_image()
@@ -267,7 +267,7 @@ class Sweep:
         return grid_path
 
 
-def _png_text(record: dict[str, Any]) -> dict[str, str]:
+def png_text(record: dict[str, Any]) -> dict[str, str]:
     """The PNG text chunks of one image: readable single fields plus the whole record as JSON."""
     text = {
         "prompt": record["prompt"],

@@ -27,3 +27,16 @@ def gan_aliases() -> dict[str, Path]:
         return {"toy": toy_gan_path()}
     except FileNotFoundError:
         return {}
+
+
+def studio_defaults(model: str) -> dict[str, object]:
+    """What `studio --model MODEL` opens with when no slider is given: `toy` -> the two demo sliders.
+
+    Keys: `sliders` (paths), `prompt`, `steps`; empty for models without shipped sliders.
+    """
+    if model != "toy":
+        return {}
+    from toyworld import demo_slider_paths
+    from toyworld.demo import PROMPTS
+
+    return {"sliders": list(demo_slider_paths().values()), "prompt": PROMPTS[0], "steps": 20}
