@@ -90,5 +90,10 @@ def run_studio(args: argparse.Namespace) -> int:
     blocks, _ = build_studio(config, pipe)
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {config.host}: other machines can reach the studio", flush=True)
-    launch(blocks, config)
+    url = launch(blocks, config)
+    print(f"studio: open {url} in a browser (Ctrl-C stops it)", flush=True)
+    try:
+        blocks.block_thread()
+    finally:
+        blocks.close()
     return 0

@@ -124,7 +124,7 @@ def _add_tabs(widgets: dict[str, Any]) -> None:
         widgets["browse"] = gr.Button("Browse", elem_id="browse")
         widgets["gallery"] = gr.Gallery(
             label="Click a slider to add it", elem_id="gallery", columns=4, height=260,
-            allow_preview=False, format="png",
+            allow_preview=False, format="png", buttons=[],
         )  # fmt: skip
 
 
@@ -211,13 +211,14 @@ def _wire_panel(blocks: gr.Blocks, page: Page, handlers: Handlers) -> None:
 
     blocks.load(start, inputs=set(), outputs=[*outputs, page["gallery"]])
     upload = _panel_action(page, handlers, lambda s, v: handlers.add_file(s, v[page["upload"]], copy=True))
-    page["upload"].upload(upload, inputs={*inputs, page["upload"]}, outputs=outputs)
+    quiet = {"show_progress": "hidden"}  # quick actions: the status line shows their message only
+    page["upload"].upload(upload, inputs={*inputs, page["upload"]}, outputs=outputs, **quiet)
     typed = _panel_action(page, handlers, lambda s, v: handlers.add_typed(s, v[page["path"]]))
     for trigger in (page["add_path"].click, page["path"].submit):
-        trigger(typed, inputs={*inputs, page["path"]}, outputs=outputs)
+        trigger(typed, inputs={*inputs, page["path"]}, outputs=outputs, **quiet)
     for index, row in enumerate(page.rows):
         remove = _panel_action(page, handlers, lambda s, v, i=index: f"Removed {s.remove(i).card.name}.")
-        row.remove.click(remove, inputs=inputs, outputs=outputs)
+        row.remove.click(remove, inputs=inputs, outputs=outputs, **quiet)
 
     def browse(values: dict[Any, Any]) -> list[Any]:
         state = values[page.state]
@@ -233,7 +234,7 @@ def _wire_panel(blocks: gr.Blocks, page: Page, handlers: Handlers) -> None:
     def pick(values: dict[Any, Any], selected: gr.SelectData) -> list[Any]:
         return _panel_action(page, handlers, lambda s, v: handlers.pick(s, selected.index))(values)
 
-    page["gallery"].select(pick, inputs=inputs, outputs=outputs)
+    page["gallery"].select(pick, inputs=inputs, outputs=outputs, **quiet)
 
 
 def _shown(result: Result) -> list[Any]:
@@ -269,7 +270,8 @@ def _wire_actions(page: Page, handlers: Handlers) -> None:
         page["status"],
         page.settings["seed"],
     ]
-    queue = {"concurrency_limit": 1, "concurrency_id": MODEL_QUEUE}
+    # Progress shows on the image only, so the status line always holds a whole message.
+    queue = {"concurrency_limit": 1, "concurrency_id": MODEL_QUEUE, "show_progress_on": page["result"]}
     generate = _job_event(page, handlers, lambda s, st, v: handlers.job("generate", s, st))
     compare = _job_event(
         page, handlers,
@@ -294,4 +296,11 @@ def _wire_actions(page: Page, handlers: Handlers) -> None:
     def stop(values: dict[Any, Any]) -> str:
         return handlers.cancel(values[page.state])
 
-    page["stop"].click(stop, inputs={page.state}, outputs=[page["status"]], cancels=events, queue=False)
+    page["stop"].click(
+        stop,
+        inputs={page.state},
+        outputs=[page["status"]],
+        cancels=events,
+        queue=False,
+        show_progress="hidden",
+    )

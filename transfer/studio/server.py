@@ -71,20 +71,21 @@ def build_studio(config: StudioConfig, pipe: Any) -> tuple[Any, Any]:
     return blocks, handlers
 
 
-def launch(blocks: Any, config: StudioConfig, block: bool = True) -> Any:
-    """Serve the page (queued) on `config.host:config.port`; returns Gradio's (app, local url, share url)."""
+def launch(blocks: Any, config: StudioConfig) -> str:
+    """Serve the page (queued) on `config.host:config.port` in the background; returns its address."""
     blocks.queue(default_concurrency_limit=None)
-    return blocks.launch(
+    _, url, _ = blocks.launch(
         server_name=config.host,
         server_port=config.port,
         share=False,
         inbrowser=False,
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         allowed_paths=[str(config.out_dir.resolve())],
         footer_links=[],
         run_history=False,
         ssr_mode=False,
         mcp_server=False,
-        quiet=False,
+        quiet=True,
         show_error=False,
     )
+    return url
