@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.4' || echo 'torch==2.13.0')
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo lint format bench clean
+.PHONY: setup browser test demo lint format bench clean
 
 setup: $(STAMP)
 
@@ -18,7 +18,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# The studio's browser tests drive Debian's chromium through Playwright (Playwright's own browser download
+# is not reachable). As root (CI) it is installed once; elsewhere install it yourself or set CHROMIUM=path.
+# Without one the browser tests fail, naming the fix.
+browser:
+	@if [ -n "$$CHROMIUM" ] || [ -x /usr/lib/chromium/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium for the browser tests (apt-get)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: could not install chromium; the studio's browser tests will fail"; \
+	else echo "note: no Chromium found: the studio's browser tests will fail (sudo apt-get install chromium, or set CHROMIUM)"; fi
+
+test: $(STAMP) browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

@@ -215,11 +215,20 @@ def test_two_tabs_get_their_own_results_and_panels(studio, browser):
         page.close()
 
 
-def test_compare_and_library_and_stop(tab):
+def test_compare_edit_library_and_stop(tab, tmp_path):
     tab.click("button[role=tab]:has-text('Compare')")
     tab.fill("#compare-scales textarea, #compare-scales input", "-2,2")
     status = act(tab, "#compare")
     assert "Compare done" in status and "--scales=-2,2" in tab.input_value("#command textarea")
+    picture = tmp_path / "me.png"
+    Image.new("RGB", (96, 80), (190, 140, 110)).save(picture)
+    tab.click("button[role=tab]:has-text('Edit')")
+    tab.set_input_files("#edit-image input[type=file]", str(picture))
+    tab.wait_for_selector("#edit-image img")
+    edited, text = generate(tab, "#edit")
+    assert (
+        edited.shape == (64, 64, 3) and text["strength"] == "0.6" and "--image=" in text["concept_transfer"]
+    )
     tab.click("#row-1-remove")
     tab.wait_for_selector("#row-1-info", state="hidden")
     tab.click("button[role=tab]:has-text('Library')")

@@ -21,6 +21,8 @@ from transfer.studio.results import Result
 from transfer.studio.session import MAX_SLIDERS, SessionState
 
 MODEL_QUEUE = "model"
+# Small renders (the toy world's 64 px) are shown enlarged with crisp pixels.
+CSS = "#result img { min-height: 320px; object-fit: contain; image-rendering: pixelated; }"
 TITLE = "concept-transfer studio"
 
 
@@ -139,7 +141,7 @@ def _actions(widgets: dict[str, Any], defaults: PageDefaults) -> None:
         widgets["edit_image"] = gr.Image(label="Picture to edit", type="filepath", elem_id="edit-image")
         widgets["strength"] = gr.Slider(0.05, 1, 0.6, step=0.05, label="Strength", elem_id="strength")
         widgets["edit"] = gr.Button("Edit", variant="primary", elem_id="edit")
-    widgets["stop"] = gr.Button("Stop", variant="stop", elem_id="stop")
+    widgets["stop"] = gr.Button("Stop", variant="stop", elem_id="stop", size="sm")
     widgets["status"] = gr.Markdown("Ready.", elem_id="status")
     widgets["result"] = gr.Image(
         label="Result", type="filepath", format="png", elem_id="result", interactive=False

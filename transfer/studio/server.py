@@ -73,6 +73,8 @@ def build_studio(config: StudioConfig, pipe: Any) -> tuple[Any, Any]:
 
 def launch(blocks: Any, config: StudioConfig) -> str:
     """Serve the page (queued) on `config.host:config.port` in the background; returns its address."""
+    from transfer.studio.app import CSS
+
     blocks.queue(default_concurrency_limit=None)
     _, url, _ = blocks.launch(
         server_name=config.host,
@@ -87,5 +89,6 @@ def launch(blocks: Any, config: StudioConfig) -> str:
         mcp_server=False,
         quiet=True,
         show_error=False,
+        css=CSS,
     )
     return url
