@@ -53,3 +53,15 @@ def bad_sliders(tmp_path_factory, demo_sliders):
     (folder / "text.safetensors").write_text("this is not a slider\n")
     foreign_slider(build_tiny_pipeline(0).unet, folder / "foreign.safetensors")
     return {name: folder / f"{name}.safetensors" for name in ("truncated", "text", "foreign")}
+
+
+@pytest.fixture(scope="module")
+def calibrated_slider(tmp_path_factory, demo_sliders):
+    """The eye-size demo slider with a calibration whose user scale 1 is raw weight 2 (a doubling map)."""
+    from sliders.calibration import EffectCurve, fit_calibration
+    from sliders.slider_file import update_slider_metadata
+
+    curve = EffectCurve((-3.0, -1.5, 1.5, 3.0), (3.0, 1.5, 1.5, 3.0), (False,) * 4)
+    calibration = fit_calibration(curve, unit_effect=1.0 * 2, plateau=0.0)
+    out = tmp_path_factory.mktemp("calibrated") / "eye-size.safetensors"
+    return update_slider_metadata(demo_sliders["eye-size"], calibration.to_metadata(), out=out)

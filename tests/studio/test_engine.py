@@ -140,3 +140,23 @@ def test_a_bad_slider_file_is_refused_with_its_name(engine, bad_sliders, name, w
     with pytest.raises(ValueError, match=words) as error:
         engine.card(bad_sliders[name])
     assert str(bad_sliders[name]) in str(error.value) or bad_sliders[name].name in str(error.value)
+
+
+def test_a_calibrated_slider_takes_user_scales_as_apply_does(
+    engine, demo_sliders, calibrated_slider, tmp_path
+):
+    from transfer.cli import main
+
+    card = engine.card(calibrated_slider)
+    loaded = engine.slider(calibrated_slider)
+    assert card.calibrated and card.scale_range == loaded.calibration.user_range
+    sliders = (SliderSetting(calibrated_slider, "eye size", 1.0),)
+    result = engine.run(job(demo_sliders, sliders=sliders), "tab", tmp_path / "tab", 1)
+    record = result.records[0]
+    assert record["scales"] == [1.0] and record["raw_scales"] == [pytest.approx(loaded.raw_scale(1.0))]
+    assert record["raw_scales"] != [1.0] and record["sliders"][0]["calibrated"] is True
+    argv = shlex.split(result.command)
+    argv[-1] = f"--out={tmp_path / 'again'}"
+    assert main(argv[1:]) == 0
+    (again,) = (tmp_path / "again" / "images").glob("*.png")
+    assert np.array_equal(pixels(again), pixels(result.shown))

@@ -2,7 +2,9 @@
 
 Everything comes from the file's header (DESIGN §4): the kind and concept, the training prompts of a
 text slider, the generator layer and channel (or the pair corpus) of a visual or GAN slider, and the
-recommended scale range (-3..3 when the file records none).
+range of the scale control: the calibrated user range when the file has a calibration (scales are then
+user scales, mapped to raw weights as `apply` maps them), else the recommended raw range (-3..3 when the
+file records none).
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ class SliderCard:
     provenance: str
     scale_range: tuple[float, float]
     modules: int
+    calibrated: bool = False
 
     def label(self) -> str:
-        """One line: name, kind, provenance."""
-        return f"**{self.name}** · {self.kind} · {self.provenance}"
+        """One line: name, kind, provenance, and whether its scale is calibrated."""
+        scale = "calibrated scale" if self.calibrated else "raw scale"
+        return f"**{self.name}** · {self.kind} · {self.provenance} · {scale}"
 
 
 def _json(metadata: Mapping[str, str], key: str) -> Any:
@@ -79,7 +83,9 @@ def provenance(metadata: Mapping[str, str]) -> str:
 def card_of(loaded: LoadedSlider) -> SliderCard:
     """The card of a slider loaded by `transfer.apply.load_sliders` (ValueError on a malformed header)."""
     view = SliderFile(factors=loaded.factors, metadata=loaded.metadata, source_path=loaded.spec.path)
-    low, high = view.scale_range or DEFAULT_RANGE
+    low, high = loaded.calibration.user_range if loaded.calibration else view.scale_range or DEFAULT_RANGE
+    if not low < high:  # a calibration that found no usable side: offer the raw default instead of nothing
+        low, high = DEFAULT_RANGE
     return SliderCard(
         path=Path(loaded.spec.path),
         name=loaded.name,
@@ -87,4 +93,5 @@ def card_of(loaded: LoadedSlider) -> SliderCard:
         provenance=provenance(loaded.metadata),
         scale_range=(float(low), float(high)),
         modules=len(loaded.factors),
+        calibrated=loaded.calibration is not None,
     )

@@ -4,7 +4,8 @@ What makes moving a slider cheap: the pipeline is loaded once; each slider file 
 against the UNet once (cached by path, size and modification time); prompt embeddings are cached by
 (prompt, negative prompt); the composition of the switched-on sliders is kept on the UNet and rebuilt
 only when that set changes. A new scale costs one `Composition.set_scales` (the fused weights are
-recomputed once, at the gate), so a changed slider reloads nothing.
+recomputed once, at the gate), so a changed slider reloads nothing. Scales are the user's: a calibrated
+slider maps them to raw weights (`LoadedSlider.raw_scale`), as `apply` does.
 
 Jobs run one at a time under a lock (the page's queue feeds them in order); the tab that started the
 running job can cancel it: the step callback raises `Cancelled`, and the gate still switches the sliders
@@ -169,19 +170,16 @@ class StudioEngine:
         columns = job.columns
         pictures, images, records = [], [], []
         for c, scales in enumerate(columns):
+            raw = tuple(slider.raw_scale(scale) for slider, scale in zip(sliders, scales))
             on_step = self._on_step(stop, progress, c, len(columns))
             image, gate = render(
-                pipe,
-                composition,
-                self._request(job, scales),
-                gate_default,
-                picture,
-                conditioning=self.conditioning(job.prompt, job.negative_prompt),
-                on_step=on_step,
-            )
+                pipe, composition, self._request(job, raw), gate_default, picture,
+                conditioning=self.conditioning(job.prompt, job.negative_prompt), on_step=on_step,
+            )  # fmt: skip
             path = stem.with_name(stem.name + (f"-c{c:02d}" if job.sweep_scales else "") + ".png")
+            calibrated = [s.calibration is not None for s in sliders]
             modules = [len(s.factors) for s in sliders]
-            record = image_record(job, scales, modules, gate, self.model, path.name, command)
+            record = image_record(job, scales, raw, calibrated, modules, gate, self.model, path.name, command)
             images.append(save_image(image, path, record))
             pictures.append(image)
             records.append(record)
@@ -192,11 +190,11 @@ class StudioEngine:
         return Result(job.kind, shown, (shown, *[p for p in images if p != shown]), command, seconds, records)
 
     @staticmethod
-    def _request(job: Job, scales: tuple[float, ...]) -> RenderRequest:
+    def _request(job: Job, raw: tuple[float, ...]) -> RenderRequest:
         return RenderRequest(
             prompt=job.prompt,
             seed=job.seed,
-            scales=scales,
+            scales=raw,
             negative_prompt=job.negative_prompt,
             steps=job.steps,
             guidance=job.guidance,

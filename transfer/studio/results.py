@@ -1,8 +1,8 @@
 """A studio result on disk: PNGs carrying the same metadata `apply` writes, and the grid of a comparison.
 
-Each image's record has apply's keys (prompt, negative prompt, seed, sliders with path, name, scale and
-modules, scales, gate, steps, guidance, model, picture and strength), plus the `apply` command that
-renders it again; `transfer.sweep.png_text` turns it into the PNG's text chunks.
+Each image's record has apply's keys (prompt, negative prompt, seed, sliders with path, name, scale, raw
+weight, calibrated and modules, scales and raw weights, gate, steps, guidance, model, picture and
+strength), plus the `apply` command that renders it again; `transfer.sweep.png_text` turns it into the PNG's text chunks.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class Result:
 def image_record(
     job: Job,
     scales: Sequence[float],
+    raw: Sequence[float],
+    calibrated: Sequence[bool],
     modules: Sequence[int],
     gate: dict[str, Any],
     model: str,
@@ -42,8 +44,15 @@ def image_record(
 ) -> dict[str, Any]:
     """One image's record, keyed as `apply`'s summary.json and PNG metadata."""
     sliders = [
-        {"path": str(s.path), "name": s.name, "scale": float(v), "modules": m}
-        for s, v, m in zip(job.sliders, scales, modules)
+        {
+            "path": str(s.path),
+            "name": s.name,
+            "scale": float(v),
+            "raw_scale": float(w),
+            "calibrated": c,
+            "modules": m,
+        }
+        for s, v, w, c, m in zip(job.sliders, scales, raw, calibrated, modules)
     ]
     return {
         "file": file,
@@ -52,6 +61,7 @@ def image_record(
         "seed": job.seed,
         "sliders": sliders,
         "scales": [float(v) for v in scales],
+        "raw_scales": [float(w) for w in raw],
         "gate": gate,
         "steps": job.steps,
         "guidance": job.guidance,
