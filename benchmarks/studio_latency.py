@@ -98,11 +98,12 @@ def time_base(pipe, engine: StudioEngine, args) -> Clock:
 
 def time_cold(pipe, paths: list[Path], scales: tuple[float, ...], args) -> Clock:
     """What a fresh `apply` does for one image once the model is loaded."""
-    request = RenderRequest(PROMPT, 0, scales, steps=args.steps, width=args.size, height=args.size)
     with Clock(pipe.device) as clock:
         sliders = load_sliders([Spec(path) for path in paths], pipe.unet)
         gate, _ = default_gate([s.metadata for s in sliders])
-        with compose_sliders(pipe.unet, [s.factors for s in sliders], scales) as composition:
+        raw = tuple(slider.raw_scale(scale) for slider, scale in zip(sliders, scales))
+        request = RenderRequest(PROMPT, 0, raw, steps=args.steps, width=args.size, height=args.size)
+        with compose_sliders(pipe.unet, [s.factors for s in sliders], raw) as composition:
             render(pipe, composition, request, gate)
     return clock
 
