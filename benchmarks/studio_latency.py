@@ -46,6 +46,7 @@ from transfer.studio.job import Job, SliderSetting  # noqa: E402
 
 GOAL_S = 2.0
 PROMPT = "a face with red hair"
+GUIDANCE = 5.0  # the studio's default, which Job uses too
 
 
 def toy_setup() -> tuple[object, list[Path], str]:
@@ -90,7 +91,9 @@ class Clock:
 
 def time_base(pipe, engine: StudioEngine, args) -> Clock:
     """One bare image: no slider, cached prompt embeddings, same settings."""
-    request = RenderRequest(PROMPT, 0, (), steps=args.steps, width=args.size, height=args.size)
+    request = RenderRequest(
+        PROMPT, 0, (), steps=args.steps, guidance=GUIDANCE, width=args.size, height=args.size
+    )
     with compose_sliders(pipe.unet, [], []) as nothing, Clock(pipe.device) as clock:
         render(pipe, nothing, request, conditioning=engine.conditioning(PROMPT, None))
     return clock
@@ -102,7 +105,9 @@ def time_cold(pipe, paths: list[Path], scales: tuple[float, ...], args) -> Clock
         sliders = load_sliders([Spec(path) for path in paths], pipe.unet)
         gate, _ = default_gate([s.metadata for s in sliders])
         raw = tuple(slider.raw_scale(scale) for slider, scale in zip(sliders, scales))
-        request = RenderRequest(PROMPT, 0, raw, steps=args.steps, width=args.size, height=args.size)
+        request = RenderRequest(
+            PROMPT, 0, raw, steps=args.steps, guidance=GUIDANCE, width=args.size, height=args.size
+        )
         with compose_sliders(pipe.unet, [s.factors for s in sliders], raw) as composition:
             render(pipe, composition, request, gate)
     return clock

@@ -81,7 +81,7 @@ def test_a_changed_scale_reloads_nothing_and_rebuilds_no_composition(engine, dem
 
 def test_cached_prompt_embeddings_render_exactly_what_the_pipeline_encodes(engine, toy_pipe, demo_sliders):
     request = RenderRequest(
-        "a wide face", seed=1, scales=(), steps=STEPS, width=64, height=64, negative_prompt="x"
+        "a wide face", seed=1, scales=(), steps=STEPS, guidance=5.0, width=64, height=64, negative_prompt="x"
     )
     with compose_sliders(toy_pipe.unet, [], []) as composition:
         plain, _ = render(toy_pipe, composition, request)
