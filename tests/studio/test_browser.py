@@ -123,13 +123,14 @@ def test_the_page_loads_offline_with_the_demo_sliders(studio, browser):
 
 
 def test_scale_two_differs_from_scale_zero_and_the_png_says_how_to_redo_it(tab):
+    # The smile slider: its calibrated range reaches +3.5 (the eye-size slider's stops at +1.84).
     zero, _ = generate(tab)
-    set_number(tab, "#row-0-scale", "2")
+    set_number(tab, "#row-1-scale", "2")
     two, text = generate(tab)
     assert np.abs(two - zero).mean() > 1.0
     record = json.loads(text["concept_transfer"])
-    assert record["scales"] == [2.0, 0.0] and record["steps"] == int(STEPS)
-    assert "eye-size.safetensors:2 " in tab.input_value("#command textarea")
+    assert record["scales"] == [0.0, 2.0] and record["steps"] == int(STEPS)
+    assert "smile.safetensors:2 " in tab.input_value("#command textarea")
     assert record["command"] == tab.input_value("#command textarea")
 
 
