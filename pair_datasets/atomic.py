@@ -78,7 +78,8 @@ def atomic_write(
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_write: mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
-    fd, tmp = _create_temp(path)
+    with _about(path):
+        fd, tmp = _create_temp(path)
     try:
         if mode == "w":
             stream: IO[Any] = os.fdopen(fd, "w", encoding=encoding or "utf-8")
@@ -89,15 +90,38 @@ def atomic_write(
         tmp.unlink(missing_ok=True)
         raise
     try:
-        with stream:
+        with _about(path), stream:
             yield stream
             stream.flush()
             if fsync:
                 os.fsync(stream.fileno())
-        os.replace(tmp, path)
+        with _about(path):
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _about(path: Path) -> Iterator[None]:
+    """Re-raise the system's refusal to write (a full disk, a read-only folder) as an error about `path`.
+
+    The temporary file's name means nothing to the user; errors that name another file pass unchanged.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.errno is None or not _names_target(error.filename, path):
+            raise
+        raise OSError(error.errno, f"could not write it ({error.strerror})", str(path)) from error
+
+
+def _names_target(filename: object, path: Path) -> bool:
+    """Whether an error's file name is `path`, one of its temporary files, or none (a write to an open file)."""
+    if filename is None:
+        return True
+    named = Path(os.fsdecode(filename))
+    return named == path or (named.parent == path.parent and named.name.startswith(f".{path.stem}."))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
@@ -121,19 +145,21 @@ def atomic_save(path: str | Path, writer: Callable[[Path], object], *, fsync: bo
     file keeps that mode either way.
     """
     path = Path(path)
-    fd, tmp = _create_temp(path)
+    with _about(path):
+        fd, tmp = _create_temp(path)
     try:
-        try:
-            mode = stat.S_IMODE(os.fstat(fd).st_mode)  # 0666 & ~umask, as the OS applied it
-        finally:
-            os.close(fd)
-        writer(tmp)
-        # Some writers replace the file instead of writing into it (safetensors' save_file leaves 0600).
-        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
-            os.chmod(tmp, mode)
-        if fsync:
-            _fsync_path(tmp)
-        os.replace(tmp, path)
+        with _about(path):
+            try:
+                mode = stat.S_IMODE(os.fstat(fd).st_mode)  # 0666 & ~umask, as the OS applied it
+            finally:
+                os.close(fd)
+            writer(tmp)
+            # Some writers replace the file instead of writing into it (safetensors' save_file leaves 0600).
+            if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
+                os.chmod(tmp, mode)
+            if fsync:
+                _fsync_path(tmp)
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

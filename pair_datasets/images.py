@@ -24,6 +24,10 @@ DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 # A file larger than this is refused before it is read into memory.
 DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_ASPECT_DIFF = 0.05
+# A training resolution (pixels, square): the VAE's 8x reduction must leave whole latents, and a latent
+# under 2x2 cannot be denoised. Each model adds its own finer rule (SDXL: multiples of 32).
+RESOLUTION_STEP = 8
+MIN_RESOLUTION = 16
 
 
 class ImageRejected(ValueError):
@@ -32,6 +36,20 @@ class ImageRejected(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def check_resolution(value: object, where: str) -> int:
+    """`value` if it is a training resolution (a multiple of 8, at least 16), else ValueError naming `where`.
+
+    The one rule of ingest, mining and training: a corpus is never made at a size training refuses.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}: must be an integer number of pixels, got {value!r}")
+    if value < MIN_RESOLUTION or value % RESOLUTION_STEP:
+        raise ValueError(
+            f"{where}: must be a multiple of {RESOLUTION_STEP} and at least {MIN_RESOLUTION}, got {value}"
+        )
+    return value
 
 
 @dataclass

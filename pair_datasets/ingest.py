@@ -27,6 +27,7 @@ from pair_datasets.images import (
     DEFAULT_MAX_PIXELS,
     ImageRejected,
     center_square,
+    check_resolution,
     fit_pair,
     load_image,
     split_side_by_side,
@@ -68,8 +69,7 @@ class IngestOptions:
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout {self.layout!r} is not one of {', '.join(LAYOUTS)}")
-        if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) or self.resolution < 8:
-            raise ValueError(f"resolution must be an integer of at least 8, got {self.resolution!r}")
+        check_resolution(self.resolution, "resolution")
         if self.min_side is not None and self.min_side < 1:
             raise ValueError(f"min_side must be at least 1, got {self.min_side}")
         if self.max_pixels < 1:

@@ -182,10 +182,22 @@ class LatentCache:
     @torch.no_grad()
     def encode(self, paths: list[Path]) -> torch.Tensor:
         """Encode image files to scaled latents `[B, C, R/f, R/f]` (float32, on the CPU)."""
-        pixels = torch.stack([image_to_tensor(p, self.resolution) for p in paths])  # [B, 3, R, R]
+        pixels = torch.stack([self._pixels(p) for p in paths])  # [B, 3, R, R]
         pixels = pixels.to(device=self.device, dtype=self.dtype)
         z = self.vae.encode(pixels).latent_dist.mean
         return scale_latents(z.float(), self.vae.config).cpu()
+
+    def _pixels(self, path: Path) -> torch.Tensor:
+        """One corpus image as pixels; a broken file is a ValueError naming its pair(s)."""
+        try:
+            return image_to_tensor(path, self.resolution)
+        except (OSError, SyntaxError) as error:  # Pillow: truncated or corrupt data
+            relpath = Path(path).resolve().relative_to(self.corpus.root.resolve()).as_posix()
+            pairs = [r.id for r in self.corpus.records() if relpath in (r.before, r.after)]
+            raise ValueError(
+                f"corpus {self.corpus.root}: image {relpath} (pair {', '.join(map(repr, pairs))}) cannot be "
+                f"read ({error}); `concept-transfer pairs validate {self.corpus.root}` lists every broken pair"
+            ) from None
 
     def write(self) -> Path:
         """Write the entries of the corpus's current images atomically; returns the cache path."""

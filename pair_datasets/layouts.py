@@ -2,7 +2,7 @@
 
 Each planner returns candidate pairs and the problems it found while listing (unmatched files, duplicate
 stems, non-images); no image is decoded here. Files are matched by stem (name without extension), so
-identically named files match; hidden files (names starting with ".") are skipped.
+identically named files match; hidden files (names starting with ".") are skipped and reported.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ def list_images(folder: Path, plan: Plan) -> dict[str, Path]:
     by_stem: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):
+            reason = f"hidden {'folder' if path.is_dir() else 'file'} (its name starts with '.'), skipped"
+            plan.problems.append(Problem("hidden", [plan.show(path)], reason))
             continue
         if path.is_dir():
             plan.problems.append(
@@ -267,7 +269,7 @@ def _csv_row(plan: Plan, src: Path, line: int, row: dict[str, str]) -> None:
     """Turn one CSV row into a candidate, or a `bad_row` / `missing` problem naming the line."""
     where = f"{src.name} line {line}"
     if not row.get("before") or not row.get("after"):
-        plan.problems.append(Problem("bad_row", [where], f"{where}: 'before' and 'after' must both be given"))
+        plan.problems.append(Problem("bad_row", [where], "'before' and 'after' must both be given"))
         return
     paths = [src.parent / row[name] for name in ("before", "after")]
     level_text = row.get("level") or "1"

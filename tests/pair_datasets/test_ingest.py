@@ -58,7 +58,7 @@ def test_stems_layout_with_unmatched_non_images_and_duplicates(tmp_path, image_f
     assert found["before/e.png"].startswith("duplicate stem 'e' in before/ (e.jpg, e.png)")
     assert "before/e.jpg" in found
     assert found["after/e.png"] == "no file with stem 'e' in before/"
-    assert not any(".DS_Store" in path for path in found)
+    assert found["before/.DS_Store"] == "hidden file (its name starts with '.'), skipped"
     saved = json.loads((corpus.root / "ingest_report.json").read_text())
     assert saved["accepted"] == 2 and saved["layout"] == "stems"
     assert {
@@ -185,7 +185,7 @@ def test_csv_layout_with_levels_captions_and_bad_rows(tmp_path, image_factory, h
     found = reasons(report)
     assert found["img/b3.png"] == "pairs.csv line 4: level '-1' must be a positive number"
     assert found["img/missing.png"] == "pairs.csv line 5: file not found"
-    assert found["pairs.csv line 6"] == "pairs.csv line 6: 'before' and 'after' must both be given"
+    assert found["pairs.csv line 6"] == "'before' and 'after' must both be given"
 
 
 def test_csv_that_is_not_utf8(tmp_path):
@@ -350,8 +350,10 @@ def test_layout_detection(tmp_path, image_factory):
 def test_options_are_validated():
     with pytest.raises(ValueError, match="layout 'grid' is not one of"):
         IngestOptions(layout="grid")
-    with pytest.raises(ValueError, match="resolution must be an integer"):
+    with pytest.raises(ValueError, match="resolution: must be a multiple of 8 and at least 16, got 0"):
         IngestOptions(resolution=0)
+    with pytest.raises(ValueError, match="resolution: must be an integer"):
+        IngestOptions(resolution=32.0)
     assert IngestOptions(resolution=64).smallest_side == 32
 
 
