@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,7 +62,38 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write `state` (see `trainer`) atomically: a temp file in the same folder, then os.replace."""
     path = Path(path)
     document = {"format": CHECKPOINT_FORMAT, **state}
-    atomic_save(path, lambda tmp: torch.save(document, tmp))
+    try:
+        atomic_save(path, lambda tmp: torch.save(document, tmp))
+    except RuntimeError as error:  # torch's writer reports a full disk without the file's name
+        raise OSError(f"{path}: could not write the checkpoint, the earlier one is kept ({error})") from error
+
+
+def differences(saved: Any, current: Any, where: str = "", limit: int = 6) -> list[str]:
+    """`name: A in the checkpoint, B now` for each setting that differs (nested by `a.b[0].c` paths)."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        found = []
+        for key in list(saved) + [k for k in current if k not in saved]:
+            name = f"{where}.{key}" if where else str(key)
+            found += differences(saved.get(key), current.get(key), name, limit - len(found))
+        return found[:limit]
+    if isinstance(saved, (list, tuple)) and isinstance(current, (list, tuple)) and len(saved) == len(current):
+        found = []
+        for index, (old, new) in enumerate(zip(saved, current)):
+            found += differences(old, new, f"{where}[{index}]", limit - len(found))
+        return found[:limit]
+    return (
+        [] if saved == current or limit <= 0 else [f"{where}: {saved!r} in the checkpoint, {current!r} now"]
+    )
+
+
+def refuse_other_settings(checkpoint: str, what: str, saved: Any, current: Any) -> None:
+    """ValueError naming each setting that differs between the `checkpoint` and this run."""
+    found = differences(saved, current)
+    if found:
+        raise ValueError(
+            f"--resume: {checkpoint} was written with other {what}: {'; '.join(found)}. Resume with the "
+            "checkpoint's settings, or start afresh with --force"
+        )
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from pair_datasets.images import check_resolution
 from sliders.schedules import DEFAULT_SCHEDULE, SCHEDULES
 
 MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
@@ -74,6 +75,7 @@ class PromptEntry:
     `neutral` (the prompt of the base prediction) defaults to `target`, and `positive` to `target`.
     The original code defaulted `action` to erase; every shipped original file states it, and ours
     defaults to `enhance`. `guidance_scale` (eta, DESIGN §3) defaults to 1.0 as in the original.
+    `resolution` None trains at the model's own size (its UNet's sample size times the VAE's factor).
     """
 
     target: str
@@ -82,7 +84,7 @@ class PromptEntry:
     neutral: str | None = None
     action: str = "enhance"
     guidance_scale: float = 1.0
-    resolution: int = 512
+    resolution: int | None = None
     dynamic_resolution: bool = False
     batch_size: int = 1
     dynamic_crops: bool = False
@@ -94,10 +96,10 @@ class PromptEntry:
             object.__setattr__(self, "neutral", self.target)
         if self.action not in ACTIONS:
             raise ValueError(f"action: must be one of {', '.join(ACTIONS)}, got {self.action!r}")
-        if not self.guidance_scale > 0:
-            raise ValueError(f"guidance_scale: must be positive, got {self.guidance_scale}")
-        if self.resolution < 16 or self.resolution % 8:
-            raise ValueError(f"resolution: must be a multiple of 8 and at least 16, got {self.resolution}")
+        if not (math.isfinite(self.guidance_scale) and self.guidance_scale > 0):
+            raise ValueError(f"guidance_scale: must be a positive number, got {self.guidance_scale}")
+        if self.resolution is not None:
+            check_resolution(self.resolution, "resolution")
         if self.batch_size < 1:
             raise ValueError(f"batch_size: must be at least 1, got {self.batch_size}")
         if self.dynamic_crops:
@@ -155,14 +157,16 @@ class TrainSettings:
             raise ValueError(f"steps: must be at least 1, got {self.steps}")
         if self.rank < 1:
             raise ValueError(f"rank: must be a positive integer, got {self.rank}")
-        if not self.alpha > 0:
-            raise ValueError(f"alpha: must be positive, got {self.alpha}")
+        if not (math.isfinite(self.alpha) and self.alpha > 0):
+            raise ValueError(f"alpha: must be a positive number, got {self.alpha}")
         if self.targets not in TARGET_PRESETS:
             raise ValueError(
                 f"targets: unknown preset {self.targets!r}; choose one of {', '.join(TARGET_PRESETS)}"
             )
-        if not self.lr > 0:
-            raise ValueError(f"lr: must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr: must be a positive number, got {self.lr}")
+        if self.seed < 0:
+            raise ValueError(f"seed: must be 0 or more, got {self.seed}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every: must be 0 (off) or positive, got {self.checkpoint_every}")
         if self.mixed_precision not in MIXED_PRECISIONS:
@@ -229,8 +233,8 @@ class VisualSliderConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self) -> None:
-        if self.resolution is not None and (self.resolution < 16 or self.resolution % 8):
-            raise ValueError(f"resolution: must be a multiple of 8 and at least 16, got {self.resolution}")
+        if self.resolution is not None:
+            check_resolution(self.resolution, "resolution")
         if self.batch_size < 1:
             raise ValueError(f"batch_size: must be at least 1, got {self.batch_size}")
         if self.crop_scale is not None and not 0 < self.crop_scale <= 1:  # also refuses NaN
@@ -298,10 +302,16 @@ def config_from_document(document: Any, source: str = "") -> TextSliderConfig:
 def load_text_config(path: str | Path) -> TextSliderConfig:
     """Read a text-slider YAML file; every error names the file and the offending key."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"--config {path}: is a folder, not a YAML prompt file")
     if not path.is_file():
         raise FileNotFoundError(f"--config {path}: no such file")
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"--config {path}: not a text file (byte {error.start} is not UTF-8); expected a YAML prompt file"
+        ) from None
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({error})") from None
     return config_from_document(document, str(path))

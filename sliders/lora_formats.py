@@ -31,6 +31,7 @@ DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 
 _KOHYA = re.compile(r"^lora_unet_(?P<name>[^.]+)\.(?P<part>lora_down\.weight|lora_up\.weight|alpha)$")
 _KOHYA_TEXT = re.compile(r"^lora_te\d?_")
+_TEXT_PREFIXES = ("text_encoder.", "text_encoder_2.", "te.", "te1.", "te2.")
 _PEFT_PREFIXES = ("unet.", "base_model.model.")
 _PEFT_PARTS = (
     (re.compile(r"^(?P<name>.+?)\.lora_A(?:\.[^.]+)?\.weight$"), "down"),
@@ -98,16 +99,17 @@ def read_tensor_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     raise ValueError(f"{path}: unknown LoRA file type {path.suffix!r}; expected .safetensors or .pt")
 
 
+def is_text_encoder_key(key: str) -> bool:
+    """Whether a LoRA file key adapts a text encoder (kohya `lora_te1_*`, diffusers `text_encoder.*`)."""
+    return bool(_KOHYA_TEXT.match(key)) or key.startswith(_TEXT_PREFIXES)
+
+
 def _classify(key: str, path: Path) -> tuple[str, str, str]:
     """(style, module name, part) of one key, where part is down/up/alpha."""
     match = _KOHYA.match(key)
     if match:
         part = {"lora_down.weight": "down", "lora_up.weight": "up", "alpha": "alpha"}[match["part"]]
         return "kohya", match["name"], part
-    if _KOHYA_TEXT.match(key) or key.startswith(("text_encoder.", "text_encoder_2.", "te.", "te1.", "te2.")):
-        raise ValueError(
-            f"{path}: key {key!r} is a text-encoder LoRA weight; slider files adapt the UNet only"
-        )
     if "lora_magnitude_vector" in key or key.endswith(".dora_scale"):
         raise ValueError(f"{path}: key {key!r} is a DoRA weight; only plain LoRA sliders are supported")
     stripped = key
@@ -136,11 +138,23 @@ def group_lora_keys(tensors: Mapping[str, torch.Tensor], path: Path) -> list[Raw
     """Group a file's keys into one RawFactor per module, in key order; refuse anything else."""
     if not tensors:
         raise ValueError(f"{path}: contains no tensors")
+    text_keys = [key for key in tensors if is_text_encoder_key(key)]
+    if len(text_keys) == len(tensors):
+        raise ValueError(f"{path}: holds only text-encoder LoRA weights; a slider adapts the UNet")
+    if text_keys:
+        # Community SDXL LoRAs (kohya) usually train the text encoders too; the gate switches the UNet only.
+        log.warning("%s: %d text-encoder weights (%s...) skipped; the UNet part is applied", path,
+                    len(text_keys), sorted(text_keys)[0].split(".")[0])  # fmt: skip
     groups: dict[tuple[str, str], RawFactor] = {}
-    for key in sorted(tensors):
+    for key in sorted(set(tensors) - set(text_keys)):
         style, name, part = _classify(key, path)
         raw = groups.setdefault((style, name), RawFactor(name=name, style=style, key=key))
         tensor = tensors[key]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(
+                f"{path}: tensor {key!r} holds NaN or infinite values; the file is broken (a training "
+                "run that diverged?) and would render black or noisy images"
+            )
         if part == "alpha":
             if tensor.numel() != 1:
                 raise ValueError(

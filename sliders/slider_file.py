@@ -215,7 +215,7 @@ def save_slider(
         tensors[stem + ".alpha"] = torch.tensor(float(f.alpha), dtype=torch.float32)
     header = {**KOHYA_DEFAULTS, KEY_FORMAT: FORMAT_VERSION, **metadata, **_network_fields(factors)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, safetensors.torch.save(tensors, metadata=header))
+    atomic_write_bytes(path, sorted_header(safetensors.torch.save(tensors, metadata=header)))
     return path
 
 
@@ -257,15 +257,30 @@ def update_slider_metadata(
     header, data_start = _read_safetensors_header(path)
     metadata = {k: v for k, v in (header.pop("__metadata__", None) or {}).items() if k not in remove}
     metadata.update(fields)
-    encoded = json.dumps({"__metadata__": dict(sorted(metadata.items())), **header}, separators=(",", ":"))
-    encoded += " " * (-len(encoded.encode()) % 8)  # safetensors pads its header to 8 bytes with spaces
-    head = encoded.encode()
+    head = header_bytes({"__metadata__": metadata, **header})
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "rb") as source, atomic_write(out) as target:
-        target.write(struct.pack("<Q", len(head)) + head)
+        target.write(head)
         source.seek(data_start)
         shutil.copyfileobj(source, target)
     return out
+
+
+def sorted_header(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header in sorted key order, so equal sliders are equal bytes.
+
+    The library writes the metadata in hash-map order, which changes from one save to the next.
+    """
+    (length,) = struct.unpack("<Q", data[:8])
+    return header_bytes(json.loads(data[8 : 8 + length])) + data[8 + length :]
+
+
+def header_bytes(header: Mapping) -> bytes:
+    """A safetensors header in a fixed order: its 8-byte little-endian length, then the JSON with sorted
+    keys, padded with spaces to a multiple of 8 bytes (the tensor data that follows is left as it is)."""
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
 
 
 def fit_to_module(

@@ -9,13 +9,14 @@ The `reference` schedule instead runs every prediction as its own CFG-doubled pa
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from sliders.checkpoint import refuse_other_settings
 from sliders.config import TextSliderConfig
 from sliders.defaults import SCALE_LIMIT, START_NOISE
 from sliders.lora import adapter_disabled, per_sample_scale, slider_scale
@@ -37,6 +38,18 @@ def size_multiple(pipe) -> int:
     return pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
 
 
+def native_resolution(pipe) -> int:
+    """The model's own image size in pixels: its UNet's sample size times the VAE's factor."""
+    return int(pipe.unet.config.sample_size) * pipe.vae_scale_factor
+
+
+def with_model_resolution(config: TextSliderConfig, pipe) -> TextSliderConfig:
+    """`config` with every prompt entry that names no resolution trained at the model's own size."""
+    size = native_resolution(pipe)
+    entries = tuple(e if e.resolution is not None else replace(e, resolution=size) for e in config.prompts)
+    return replace(config, prompts=entries)
+
+
 def check_resolution(pipe, size: int, where: str) -> int:
     """`size` (pixels) if its latent can be halved at every UNet level, else ValueError naming `where`."""
     multiple = size_multiple(pipe)
@@ -49,6 +62,7 @@ class TextSliderTask:
     """The text-slider objective on a pipeline's UNet, with prompt embeddings encoded once up front."""
 
     def __init__(self, pipe, config: TextSliderConfig):
+        config = with_model_resolution(config, pipe)
         self.unet: nn.Module = pipe.unet
         self.config = config
         self.device, self.dtype = pipe.unet.device, pipe.unet.dtype
@@ -174,10 +188,7 @@ class TextSliderTask:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()`; a checkpoint of other prompts or sampling settings is refused."""
-        if state.get("config") != self.task_key():
-            raise ValueError(
-                f"--resume: checkpoint was written with other text-slider settings {state.get('config')}"
-            )
+        refuse_other_settings("checkpoint", "text-slider settings", state.get("config"), self.task_key())
         self.current = int(state["current"])
         self.schedule.load_state_dict(state["schedule"], self.device)
 

@@ -23,7 +23,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from sliders.checkpoint import capture_rng, checkpoint_path, load_checkpoint, restore_rng, save_checkpoint
+from sliders.checkpoint import (
+    capture_rng,
+    checkpoint_path,
+    load_checkpoint,
+    refuse_other_settings,
+    restore_rng,
+    save_checkpoint,
+)
 from sliders.config import TrainSettings
 from sliders.lora import DEFAULT_ADAPTER, attach_slider, slider_parameters
 from sliders.loss_log import loss_paths, plot_loss, write_loss_csv
@@ -190,8 +197,7 @@ def resume_run(path: Path, task: SliderTask, optimizer, generator, settings: Tra
                scaler=None) -> RunState:  # fmt: skip
     """Load a checkpoint into the slider, optimizer, RNGs, task (and GradScaler); refuse one from other settings."""
     state = load_checkpoint(path)
-    if state["settings"] != _settings_key(settings):
-        raise ValueError(f"{path}: checkpoint was written with other settings {state['settings']}")
+    refuse_other_settings(str(path), "settings", state["settings"], _settings_key(settings))
     if state["step"] > settings.steps:
         raise ValueError(
             f"{path}: checkpoint is at step {state['step']}, past --steps {settings.steps}; "
@@ -230,6 +236,8 @@ def save_result(out: Path, task: SliderTask, run: RunState, settings: TrainSetti
                 adapter_name: str = DEFAULT_ADAPTER) -> Path:  # fmt: skip
     """Write the slider file with full metadata, the loss CSV and the loss-curve PNG."""
     fields = task.metadata_fields()
+    # The CPU thread count changes the bits of a run: a reproduction needs it (GPU runs record it too).
+    fields["extra"] = {**fields.get("extra", {}), "torch_threads": torch.get_num_threads()}
     metadata = slider_metadata(targets=settings.targets, base_model=base_model, steps=run.step, **fields)
     save_slider(out, factors_from_unet(task.unet, adapter_name), metadata)
     csv_path, png_path = loss_paths(out)
@@ -306,7 +314,13 @@ def train_slider(
         generator.manual_seed(settings.seed + accelerator.process_index)  # each process its own draws
     ckpt = checkpoint_path(out, accelerator.process_index)
     scaler = getattr(accelerator, "scaler", None)  # fp16 on GPU only
-    run = resume_run(ckpt, task, optimizer, generator, settings, scaler) if resume else RunState()
+    if resume:
+        run = resume_run(ckpt, task, optimizer, generator, settings, scaler)
+    else:
+        ckpt.unlink(
+            missing_ok=True
+        )  # an earlier run's: a later --resume must not continue it with this slider
+        run = RunState()
     run.checkpoint_path = ckpt
 
     def checkpoint() -> None:

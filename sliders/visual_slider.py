@@ -26,6 +26,7 @@ from diffusers import DDPMScheduler
 from torch import Tensor, nn
 
 from pair_datasets import Corpus
+from sliders.checkpoint import refuse_other_settings
 from sliders.config import VisualSliderConfig
 from sliders.defaults import SCALE_LIMIT, START_NOISE
 from sliders.lora import per_sample_scale
@@ -275,10 +276,7 @@ class VisualSliderTask:
         """Restore `state_dict()`; a checkpoint of other task settings or another corpus is refused."""
         # Checkpoints written before cropping existed carry no `crop_scale`: they trained without a crop.
         saved = {"crop_scale": None, **state["config"]} if isinstance(state.get("config"), dict) else None
-        if saved != self.settings_key():
-            raise ValueError(
-                f"--resume: checkpoint was written with other visual settings {state.get('config')}"
-            )
+        refuse_other_settings("checkpoint", "visual settings", saved, self.settings_key())
         if state.get("pairs") != len(self.levels):
             raise ValueError(
                 f"--resume: checkpoint was written for {state.get('pairs')} pairs, the corpus has {len(self.levels)}"

@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+import safetensors.torch
 import torch
 from safetensors import safe_open
 from unet_probe import randomize, unet_output
@@ -181,6 +182,31 @@ def test_atomic_write_leaves_no_temporary_files(slider, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_slider(target, factors_from_unet(unet), text_metadata())
     assert list(target.parent.iterdir()) == []
+
+
+def test_equal_sliders_are_equal_files(slider, tmp_path):
+    # safetensors writes its header's metadata in hash-map order: without care, two saves of the same
+    # slider differ in their bytes (and sha256), which breaks reproducibility checks and caches.
+    path, unet = slider
+    factors = factors_from_unet(unet)
+    copies = [save_slider(tmp_path / f"copy{i}.safetensors", factors, text_metadata()) for i in range(4)]
+    assert len({copy.read_bytes() for copy in copies}) == 1
+    assert load_slider(copies[0]).metadata == load_slider(path).metadata
+
+
+def test_non_finite_weights_are_refused_naming_the_first_bad_tensor(slider, tmp_path):
+    path, _ = slider
+    tensors, header = {}, None
+    with safe_open(str(path), "pt") as handle:
+        header = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    keys = sorted(k for k in tensors if k.endswith("lora_up.weight"))
+    tensors[keys[3]][0, 0] = float("nan")
+    tensors[keys[5]][0, 0] = float("inf")
+    broken = tmp_path / "broken.safetensors"
+    safetensors.torch.save_file(tensors, str(broken), metadata=header)
+    with pytest.raises(ValueError, match=rf"broken\.safetensors: tensor '{keys[3]}' holds NaN or infinite"):
+        load_slider(broken)
 
 
 def test_save_refuses_bad_input(slider, tmp_path):

@@ -238,8 +238,27 @@ def test_unknown_key_is_refused(trained, tmp_path):
 def test_text_encoder_only_file_is_refused(tmp_path):
     key = "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"
     path = save_state(tmp_path, {key: torch.zeros(4, 32)})
-    with pytest.raises(ValueError, match=rf"key '{key}' is a text-encoder LoRA weight"):
+    with pytest.raises(ValueError, match="holds only text-encoder LoRA weights"):
         load_slider(path)
+
+
+def test_community_kohya_lora_with_text_encoder_weights_loads_its_unet_part(trained, tmp_path, caplog):
+    # Most community SDXL LoRAs (kohya sd-scripts) train both text encoders as well: lora_te1_*, lora_te2_*.
+    unet, factors, expected = trained
+    text = {}
+    for encoder, width in (("lora_te1", 32), ("lora_te2", 32)):
+        for layer in range(2):
+            stem = f"{encoder}_text_model_encoder_layers_{layer}_self_attn_q_proj"
+            text[stem + ".lora_down.weight"] = torch.randn(4, width)
+            text[stem + ".lora_up.weight"] = torch.randn(width, 4)
+            text[stem + ".alpha"] = torch.tensor(4.0)
+    path = save_state(tmp_path, {**kohya_state(factors), **text}, name="community.safetensors")
+    with caplog.at_level("WARNING", logger="sliders.lora_formats"):
+        slider = load_slider(path, unet)
+    assert set(slider.factors) == set(factors) and slider.source_format == "kohya"
+    assert_reproduces(unet, slider, expected)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "12 text-encoder weights" in warnings[0] and "skipped" in warnings[0]
 
 
 def test_missing_half_is_refused(trained, tmp_path):
