@@ -32,25 +32,45 @@ class SliderSpec:
 
 
 def parse_slider_spec(spec: str) -> SliderSpec:
-    """Parse `FILE[:SCALE]`: the scale is the last ':'-part when it reads as a number, else 1.
+    """Parse `FILE[:SCALE]`: the scale is the part after the last ':' (1 when there is none).
 
-    A path that itself contains ':' works; if the whole spec names an existing file and the shorter
-    path does not, the whole spec is the path.
+    A path that itself contains ':' works: a spec that names an existing file as a whole is that file.
     """
     if not spec:
         raise ValueError("--slider: empty slider spec")
     path, sep, tail = spec.rpartition(":")
-    if sep and path:
-        try:
-            scale = float(tail)
-        except ValueError:
-            return SliderSpec(Path(spec))
-        if Path(spec).is_file() and not Path(path).exists():
-            return SliderSpec(Path(spec))
-        if not math.isfinite(scale):
-            raise ValueError(f"--slider {spec}: scale {tail!r} is not a finite number")
-        return SliderSpec(Path(path), scale)
-    return SliderSpec(Path(spec))
+    if not sep or not path or Path(spec).exists() or _looks_like_path(tail):
+        return SliderSpec(Path(spec))
+    try:
+        scale = float(tail)
+    except ValueError:
+        raise ValueError(
+            f"--slider {spec}: scale {tail!r} is not a number (FILE:SCALE, e.g. {path}:-1.5)"
+        ) from None
+    if not math.isfinite(scale):
+        raise ValueError(f"--slider {spec}: scale {tail!r} is not a finite number")
+    return SliderSpec(Path(path), scale)
+
+
+def _looks_like_path(tail: str) -> bool:
+    # `C:\sliders\x.safetensors` or `dir:with/colon/x.safetensors`: the colon belongs to the path.
+    return (
+        "/" in tail or "\\" in tail or tail.lower().endswith((".safetensors", ".pt", ".pth", ".bin", ".ckpt"))
+    )
+
+
+def check_slider_file(path: Path) -> None:
+    """FileNotFoundError / IsADirectoryError naming --slider unless `path` is a file (or a diffusers LoRA folder)."""
+    from sliders.lora_formats import DIFFUSERS_WEIGHT_NAME
+
+    if path.is_dir():
+        if not (path / DIFFUSERS_WEIGHT_NAME).is_file():
+            raise IsADirectoryError(
+                f"--slider {path}: is a folder, not a slider file (nor a diffusers LoRA folder with "
+                f"{DIFFUSERS_WEIGHT_NAME})"
+            )
+    elif not path.is_file():
+        raise FileNotFoundError(f"--slider {path}: no such file")
 
 
 @dataclass(frozen=True)
@@ -94,8 +114,7 @@ def load_sliders(
 
     loaded = []
     for spec in specs:
-        if not spec.path.is_file():
-            raise FileNotFoundError(f"--slider {spec.path}: no such file")
+        check_slider_file(spec.path)
         slider = load_slider(spec.path, unet=unet)
         name = slider.concept or spec.path.stem
         calibration = slider.calibration if use_calibration else None

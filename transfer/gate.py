@@ -69,8 +69,8 @@ class GateSpec:
     def __post_init__(self) -> None:
         if self.start_noise is not None and self.start_fraction is not None:
             raise ValueError("--start-noise and --start-fraction: give one, not both")
-        if self.start_noise is not None and not math.isfinite(self.start_noise):
-            raise ValueError(f"--start-noise: must be a finite timestep, got {self.start_noise}")
+        if self.start_noise is not None and not 0.0 <= self.start_noise <= 1000.0:  # also refuses NaN
+            raise ValueError(f"--start-noise: must be a timestep from 0 to 1000, got {self.start_noise}")
         if self.start_fraction is not None and not 0.0 <= self.start_fraction <= 1.0:
             raise ValueError(f"--start-fraction: must be in [0, 1], got {self.start_fraction}")
 

@@ -26,6 +26,7 @@ from stylegan_bridge.mining import (
 )
 from stylegan_bridge.style_space import style_stats
 from transfer.apply import SliderSpec, load_sliders, remove_adapters
+from transfer.cpu_threads import configure_threads, is_small_generator, is_small_unet
 from transfer.gate import GateSpec
 from transfer.sdxl import load_sdxl
 from transfer.sweep import SweepSettings, run_sweep
@@ -65,6 +66,7 @@ class TransferPlan:
     gan_aliases: dict[str, Path] = field(default_factory=dict)
     model_aliases: dict[str, Path] = field(default_factory=dict)
     redo: tuple[str, ...] = ()
+    threads: int | None = None  # CPU threads (None: `transfer.cpu_threads`' choice for each model)
 
     def __post_init__(self) -> None:
         if (self.direction is None) == (self.layer is None or self.channel is None):
@@ -107,9 +109,17 @@ class TransferPlan:
         return self.out / "sweep"
 
 
+def load_pipeline(plan: TransferPlan):
+    """The plan's SDXL pipeline, with the CPU threads its size wants (or the plan's)."""
+    pipe = load_sdxl(plan.model, device=plan.device, aliases=plan.model_aliases)
+    configure_threads(plan.threads, pipe.unet.device, is_small_unet(pipe.unet))
+    return pipe
+
+
 def mine_stage(plan: TransferPlan) -> MiningReport:
     """Render the before/after corpus from the GAN's style edit (resumes a partial corpus)."""
     G, path = load_gan(plan.gan, device=plan.device, aliases=plan.gan_aliases)
+    configure_threads(plan.threads, next(G.parameters()).device, is_small_generator(G))
 
     def stats():
         return style_stats(G, num_samples=plan.stats_samples, psi=1.0)
@@ -164,7 +174,7 @@ def run_transfer(plan: TransferPlan, say: Callable[[str], None] = print) -> dict
     if changed or _needed("train", plan.slider_path, plan):
         changed = True
         say(f"[2/3] train visual slider: {plan.slider.train.steps} steps -> {plan.slider_path}")
-        pipe = load_sdxl(plan.model, device=plan.device, aliases=plan.model_aliases)
+        pipe = load_pipeline(plan)
         device = pipe.unet.device
         train_stage(plan, pipe)
         remove_adapters(pipe.unet)  # the sweep composes the saved slider; the trained one must not stay on
@@ -175,7 +185,7 @@ def run_transfer(plan: TransferPlan, say: Callable[[str], None] = print) -> dict
         say(
             f"[3/3] sweep: {len(plan.prompts)} prompts x {len(plan.seeds)} seeds x {len(plan.sweep_scales)} scales"
         )
-        pipe = pipe or load_sdxl(plan.model, device=plan.device, aliases=plan.model_aliases)
+        pipe = pipe or load_pipeline(plan)
         sweep_stage(plan, pipe)
     else:
         say(f"[3/3] sweep: kept {plan.sweep_dir}")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from diffusers import StableDiffusionXLPipeline
+from safetensors import safe_open
 
 from stylegan_bridge.loading import resolve_device
 
@@ -43,6 +45,9 @@ def choose_placement(device: str | None = None, dtype: str | None = None) -> Pla
         }
         if dtype not in names:
             raise ValueError(f"dtype: unknown precision {dtype!r}; choose fp32, fp16 or bf16")
+        if resolved.type == "cpu" and names[dtype] == torch.float16:
+            # diffusers warns that fp16 pipelines fail on the CPU; they do, after the model has loaded.
+            raise ValueError(f"--dtype {dtype}: half precision does not run on the CPU; use fp32 (or bf16)")
         return Placement(resolved, names[dtype])
     if resolved.type == "cuda":
         return Placement(resolved, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
@@ -71,6 +76,31 @@ def _looks_like_path(model: str) -> bool:
     )
 
 
+def is_lora_file(path: Path) -> bool:
+    """Whether a .safetensors file holds only LoRA weights (a slider), not a model."""
+    if path.suffix != ".safetensors":
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = list(handle.keys())
+    except Exception:  # not readable as safetensors: the pipeline loader says what is wrong
+        return False
+    return bool(keys) and all("lora" in key.lower() or key.endswith(".alpha") for key in keys)
+
+
+def hub_unreachable(error: BaseException) -> bool:
+    """Whether loading failed because the model is not cached and the hub cannot be asked (offline)."""
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    # diffusers re-raises the hub's error as its own OSError, keeping only the text.
+    return "not fully cached locally" in str(error) or "outgoing traffic has been disabled" in str(error)
+
+
 def load_sdxl(
     model: str,
     device: str | None = None,
@@ -92,6 +122,10 @@ def load_sdxl(
         raise ValueError(f"--model {model}: a single-file checkpoint must be .safetensors or .ckpt")
     if path.is_dir() and not (path / "model_index.json").exists():
         raise ValueError(f"--model {model}: folder has no model_index.json (not a diffusers pipeline)")
+    if path.is_file() and is_lora_file(path):
+        raise ValueError(
+            f"--model {model}: is a LoRA / slider file, not an SDXL checkpoint; pass it as --slider"
+        )
     try:
         if path.is_file():
             pipe = StableDiffusionXLPipeline.from_single_file(str(path), torch_dtype=placement.dtype)
@@ -100,6 +134,13 @@ def load_sdxl(
         else:
             pipe = StableDiffusionXLPipeline.from_pretrained(model, torch_dtype=placement.dtype)
     except (OSError, ValueError) as error:  # huggingface_hub's bad-repo-id error is a ValueError
+        if hub_unreachable(error):
+            raise ValueError(
+                f"--model {model}: not in the local Hugging Face cache, and the hub cannot be reached "
+                f"({'HF_HUB_OFFLINE is set' if os.environ.get('HF_HUB_OFFLINE') else 'no connection'}); "
+                f"download it where the hub is reachable (huggingface-cli download {model}), or pass a local "
+                "diffusers folder or single .safetensors file"
+            ) from error
         raise ValueError(f"--model {model}: could not load an SDXL pipeline ({error})") from error
     if placement.dtype != torch.float32:
         # The SDXL VAE overflows in fp16; keep it in fp32 (the pipeline upcasts its input itself).

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 from tqdm import tqdm
@@ -129,6 +130,7 @@ def _summary_header(
             "used": "user" if settings.gate.is_set else gate_source,
         },
         "composition": settings.method,
+        "torch_threads": torch.get_num_threads(),  # CPU threads change the bits of an image
         "grids": [],
         "images": [],
     }

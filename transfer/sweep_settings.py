@@ -6,6 +6,7 @@ any model library (`--help` stays fast).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,10 @@ class SweepSettings:
             raise ValueError("--scales: give at least one scale")
         if self.steps < 1:
             raise ValueError(f"--steps: must be a positive integer, got {self.steps}")
+        if not (math.isfinite(self.guidance) and self.guidance >= 0):
+            raise ValueError(f"--guidance: must be a finite number, 0 or more, got {self.guidance}")
+        if min(self.seeds) < 0:
+            raise ValueError(f"--seeds: must be 0 or more, got {min(self.seeds)}")
         if not 0.0 < self.strength <= 1.0:
             raise ValueError(f"--strength: must be in (0, 1], got {self.strength}")
         for name, value in (("width", self.width), ("height", self.height)):

@@ -309,10 +309,16 @@ def test_cli_directions_user_errors_exit_2(gan_file, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["svm", "--score", "numpy:mean", "--samples", "0"], "--samples must be >= 1, got 0"),
+        (
+            ["svm", "--score", "numpy:mean", "--samples", "0"],
+            "argument --samples: must be 1 or more, got '0'",
+        ),
         (["svm", "--labels", "x.csv", "--test-fraction", "1.5"], "--test-fraction must be in (0, 1)"),
-        (["channels", "--box", "0,0,0.5,0.5", "--batch", "0"], "--batch must be >= 1, got 0"),
-        (["pca", "--samples", "-1"], "--samples must be >= 1, got -1"),
+        (
+            ["channels", "--box", "0,0,0.5,0.5", "--batch", "0"],
+            "argument --batch: must be 1 or more, got '0'",
+        ),
+        (["pca", "--samples", "-1"], "argument --samples: must be 1 or more, got '-1'"),
     ],
 )
 def test_cli_directions_bad_numbers_are_one_line(gan_file, tmp_path, capsys, argv, message):

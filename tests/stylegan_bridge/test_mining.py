@@ -372,9 +372,9 @@ def test_mined_corpus_trains_a_visual_slider(gan_file, tiny_sdxl_path, tmp_path,
     [
         (["--device", "nowhere"], "--device nowhere: not a torch device"),
         (["--stats-samples", "1"], "--stats-samples must be >= 2, got 1"),
-        (["--truncation", "nan"], "--truncation must be a finite number"),
-        (["--delta", "inf"], "--delta must be a finite number > 0"),
-        (["--truncation-cutoff", "-3"], "--truncation-cutoff must be >= 0"),
+        (["--truncation", "nan"], "argument --truncation: must be a finite number"),
+        (["--delta", "inf"], "argument --delta: must be a finite number, got 'inf'"),
+        (["--truncation-cutoff", "-3"], "argument --truncation-cutoff: must be 0 or more"),
     ],
 )
 def test_cli_mine_user_errors_are_one_line(gan_file, tmp_path, capsys, extra, message):

@@ -84,7 +84,7 @@ def test_bad_out_and_image_are_refused_before_loading(tiny_sdxl_path, tmp_path, 
     argv = ["apply", "--model", str(tiny_sdxl_path), "--prompt", "a", "--out", str(taken)]
     assert cli.main(argv) == 2
     captured = capsys.readouterr()
-    assert captured.err.startswith(f"error: --out {taken}: exists and is not a folder")
+    assert captured.err.startswith(f"error: --out {taken}: is a file, not a folder")
     assert "loading" not in captured.out
     argv = ["apply", "--model", str(tiny_sdxl_path), "--prompt", "a", "--image", str(taken), "--out", "o"]
     assert cli.main(argv) == 2

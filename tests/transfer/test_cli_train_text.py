@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import safetensors
 
 from transfer.cli import main
@@ -127,3 +128,86 @@ def test_cli_sigterm_checkpoints_exits_143_and_resumes(tiny_sdxl_path, tmp_path,
     assert "interrupted" in capsys.readouterr().err and not out.exists()
     assert _train(tiny_sdxl_path, out, *args, "--resume") == 0
     assert out.exists() and len(calls) == 4  # 2 before the signal, 2 after resuming
+
+
+PROMPTS = ("--target", "person", "--positive", "old person", "--negative", "young person")
+
+
+def _metadata(path) -> dict[str, str]:
+    with safetensors.safe_open(str(path), "pt") as handle:
+        return handle.metadata()
+
+
+def test_default_resolution_follows_the_model_and_threads_are_recorded(tiny_sdxl_path, tmp_path, monkeypatch):
+    # The tiny model's UNet works on 16x16 latents with a 2x VAE: its own size is 32 px, not SDXL's.
+    import torch
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    out = tmp_path / "age.safetensors"
+    try:
+        torch.set_num_threads(2)
+        argv = ["train", "text", "--model", str(tiny_sdxl_path), "--out", str(out), "--quiet", "--steps", "1"]
+        assert main([*argv, *PROMPTS]) == 0
+        meta = _metadata(out)
+        assert json.loads(meta["concept_transfer.prompts"])["entries"][0]["resolution"] == 32
+        assert meta["concept_transfer.torch_threads"] == "1"  # a small model on the CPU: one thread
+        assert main([*argv, *PROMPTS, "--threads", "2", "--force"]) == 0
+        assert _metadata(out)["concept_transfer.torch_threads"] == "2"
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_two_identical_runs_write_identical_slider_files(tiny_sdxl_path, tmp_path):
+    import hashlib
+
+    digests = set()
+    for name in ("a", "b"):
+        out = tmp_path / name / "age.safetensors"
+        assert _train(tiny_sdxl_path, out, *PROMPTS, "--steps", "2", "--threads", "1") == 0
+        digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert len(digests) == 1
+
+
+def test_resume_with_other_settings_names_what_differs(tiny_sdxl_path, tmp_path, capsys):
+    out = tmp_path / "age.safetensors"
+    assert (
+        _train(tiny_sdxl_path, out, *PROMPTS, "--steps", "1", "--checkpoint-every", "1", "--lr", "1e-3") == 0
+    )
+    capsys.readouterr()
+    code = _train(tiny_sdxl_path, out, *PROMPTS, "--steps", "2", "--resume", "--lr", "2e-3", "--rank", "2")
+    err = capsys.readouterr().err
+    assert (
+        code == 2
+        and "lr: 0.001 in the checkpoint, 0.002 now" in err
+        and "rank: 4 in the checkpoint, 2 now" in err
+    )
+    code = _train(
+        tiny_sdxl_path, out, *PROMPTS[:-1], "old person", "--steps", "2", "--resume", "--lr", "1e-3"
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "unconditional: 'young person' in the checkpoint, 'old person' now" in err
+
+
+def test_a_full_disk_while_checkpointing_names_the_checkpoint(tiny_sdxl_path, tmp_path):
+    # A file-size limit makes every write past 64 KiB fail the way a full disk does (EFBIG instead of ENOSPC).
+    import subprocess
+    import sys
+
+    resource = pytest.importorskip("resource")
+    out = tmp_path / "age.safetensors"
+    argv = ["train", "text", "--model", str(tiny_sdxl_path), "--out", str(out), "--resolution", "32", "--quiet",
+            *PROMPTS, "--steps", "3", "--checkpoint-every", "1"]  # fmt: skip
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({64 * 1024}, {resource.RLIM_INFINITY}))\n"
+        "from transfer.cli import main\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and lines[-1].startswith(f"error: {tmp_path / 'age.ckpt'}")
+    assert "could not write" in lines[-1]
+    assert not list(tmp_path.glob(".age*")), "temporary files left behind"

@@ -99,7 +99,7 @@ def test_cli_errors_name_the_input(tiny_sdxl_path, corpus, tmp_path, capsys):
     assert _train(tiny_sdxl_path, corpus, tmp_path / "s.pt", "--steps", "1") == 2
     assert "--out" in capsys.readouterr().err
     assert _train(tiny_sdxl_path, corpus, tmp_path / "s.safetensors", "--batch-size", "0") == 2
-    assert "batch_size" in capsys.readouterr().err
+    assert "error: argument --batch-size: must be 1 or more" in capsys.readouterr().err
 
 
 def test_cli_trains_with_a_paired_crop(tiny_sdxl_path, corpus, tmp_path):
@@ -136,7 +136,10 @@ def test_cli_resume_with_a_crop_is_exact_and_refuses_another_crop(tiny_sdxl_path
     assert _train(tiny_sdxl_path, corpus, resumed, "--steps", "6", "--checkpoint-every", "2", "--resume",
                   "--batch-size", "2", "--crop-scale", "0.75", "--augment") == 2  # fmt: skip
     err = capsys.readouterr().err
-    assert "--resume: checkpoint was written with other visual settings" in err and "'crop_scale': 0.5" in err
+    assert (
+        "--resume: checkpoint was written with other visual settings" in err
+        and "crop_scale: 0.5 in the checkpoint" in err
+    )
 
 
 @pytest.mark.parametrize(
@@ -151,3 +154,13 @@ def test_cli_refuses_a_bad_crop_scale(tiny_sdxl_path, corpus, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert "error: crop_scale (--crop-scale)" in err and message in err  # one line, no traceback
     assert "Traceback" not in err and not (tmp_path / "s.safetensors").exists()
+
+
+def test_a_truncated_corpus_image_is_named_without_a_traceback(tiny_sdxl_path, corpus, tmp_path, capsys):
+    image = corpus / "after" / "img1.png"
+    image.write_bytes(image.read_bytes()[:-80])  # a good header, the pixels cut short
+    assert _train(tiny_sdxl_path, corpus, tmp_path / "eyes.safetensors", "--steps", "1") == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after the model's loading bars
+    assert last.startswith(f"error: corpus {corpus}: image after/img1.png (pair 'img1') cannot be read")
+    assert "pairs validate" in last and "Traceback" not in err

@@ -112,8 +112,8 @@ def test_transfer_refuses_unknown_redo_stage(gan_file, tiny_sdxl_path, tmp_path,
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--size", "30"], "--size: width must be a multiple of 8"),
-        (["--sample-steps", "0"], "--sample-steps must be >= 1, got 0"),
+        (["--size", "30"], "argument --size: must be a multiple of 8 and at least 16, got 30"),
+        (["--sample-steps", "0"], "argument --sample-steps: must be 1 or more, got '0'"),
         (["--stats-samples", "1"], "--stats-samples must be >= 2"),
     ],
 )

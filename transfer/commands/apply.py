@@ -7,7 +7,17 @@ from pathlib import Path
 
 from sliders.defaults import SCALE, START_NOISE
 from transfer.commands.aliases import DEFAULT_MODEL
-from transfer.commands.arguments import allow_negative_values, parse_floats, parse_ints
+from transfer.commands.arguments import (
+    allow_negative_values,
+    fraction,
+    non_negative_float,
+    parse_floats,
+    parse_ints,
+    positive_int,
+    timestep,
+)
+from transfer.commands.outputs import check_output_folder, refuse_to_replace
+from transfer.commands.threads import add_threads_option
 from transfer.gate import GateSpec
 from transfer.sweep_settings import SweepSettings
 
@@ -38,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_sampling_options(parser)
     _add_model_options(parser)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    parser.add_argument("--force", action="store_true", help="write into --out even if it holds files")
     parser.set_defaults(func=run_apply)
 
 
@@ -72,13 +83,16 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
     gate = parser.add_mutually_exclusive_group()
     gate.add_argument(
         "--start-noise",
-        type=float,
+        type=timestep,
         metavar="T",
         help=f"sliders off while the timestep is above T (0-1000; default: the first slider's "
         f"recommendation, else {START_NOISE:g})",
     )
     gate.add_argument(
-        "--start-fraction", type=float, metavar="F", help="sliders off for the first fraction F of the steps"
+        "--start-fraction",
+        type=fraction,
+        metavar="F",
+        help="sliders off for the first fraction F of the steps",
     )
 
 
@@ -90,11 +104,11 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
         "--seeds", default="0", metavar="LIST", help="grid rows, e.g. 0,1 (default %(default)s)"
     )
     parser.add_argument(
-        "--steps", type=int, default=SweepSettings.steps, help="sampling steps (default %(default)s)"
+        "--steps", type=positive_int, default=SweepSettings.steps, help="sampling steps (default %(default)s)"
     )
     parser.add_argument(
         "--guidance",
-        type=float,
+        type=non_negative_float,
         default=SweepSettings.guidance,
         help="classifier-free guidance (default %(default)s)",
     )
@@ -102,7 +116,7 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=Path, metavar="IN.png", help="edit this picture (img2img)")
     parser.add_argument(
         "--strength",
-        type=float,
+        type=fraction,
         metavar="S",
         help=f"with --image: how much of the picture is re-noised (0-1, default {SweepSettings.strength:g})",
     )
@@ -120,6 +134,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--dtype", choices=["fp32", "fp16", "bf16"], help="default: bf16 on CUDA, fp16 on MPS, fp32 on CPU"
     )
     parser.add_argument("--offload", action="store_true", help="CPU offload for GPUs with little memory")
+    add_threads_option(parser)
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -132,8 +147,8 @@ def settings_from_args(args: argparse.Namespace):
     width, height = parse_size(args.size) if args.size else (None, None)
     return SweepSettings(
         prompts=tuple(args.prompt),
-        seeds=parse_ints(args.seeds, "--seeds"),
-        sweep_scales=parse_floats(args.scales, "--scales") if args.scales else None,
+        seeds=parse_ints(args.seeds, "--seeds", minimum=0),
+        sweep_scales=None if args.scales is None else parse_floats(args.scales, "--scales"),
         negative_prompt=args.negative_prompt,
         steps=args.steps,
         guidance=args.guidance,
@@ -155,32 +170,43 @@ def check_calibration(path: Path) -> None:
     Calibration.from_metadata(read_slider_header(path), path)
 
 
+def check_inputs(args: argparse.Namespace, settings) -> list:
+    """Everything that can be checked before the (slow) model load: sliders, picture, output folder."""
+    from transfer.apply import check_slider_file, load_image, parse_slider_spec
+    from transfer.sdxl import choose_placement
+
+    specs = [parse_slider_spec(spec) for spec in args.slider]
+    for spec in specs:
+        check_slider_file(spec.path)
+        if not args.raw_scale:
+            check_calibration(spec.path)
+    if settings.sweep_scales is not None and not specs:
+        raise ValueError("--scales: a sweep needs at least one --slider")
+    if settings.image is not None:
+        load_image(settings.image)  # a missing or unreadable picture
+    check_output_folder(args.out, "--out")
+    refuse_to_replace(args.out, "--out", args.force)
+    choose_placement(args.device, args.dtype)
+    return specs
+
+
 def run_apply(args: argparse.Namespace) -> int:
     """Load the model and sliders, render, and print where the outputs are."""
     from tqdm import tqdm
 
-    from transfer.apply import load_image, load_sliders, parse_slider_spec
+    from transfer.apply import load_sliders
     from transfer.commands.aliases import model_aliases
+    from transfer.cpu_threads import configure_threads, is_small_unet
     from transfer.sdxl import load_sdxl
     from transfer.sweep import run_sweep
 
     settings = settings_from_args(args)
-    specs = [parse_slider_spec(spec) for spec in args.slider]
-    for spec in specs:  # fail before the (slow) model load
-        if not spec.path.is_file():
-            raise FileNotFoundError(f"--slider {spec.path}: no such file")
-        if not args.raw_scale:
-            check_calibration(spec.path)
-    if settings.image is not None:
-        load_image(settings.image)  # a missing or unreadable picture fails before the model loads
-    if args.out.exists() and not args.out.is_dir():
-        raise NotADirectoryError(f"--out {args.out}: exists and is not a folder")
-    if settings.sweep_scales is not None and not specs:
-        raise ValueError("--scales: a sweep needs at least one --slider")
+    specs = check_inputs(args, settings)
     print(f"loading {args.model} ...", flush=True)
     pipe = load_sdxl(
         args.model, device=args.device, dtype=args.dtype, offload=args.offload, aliases=model_aliases()
     )
+    configure_threads(args.threads, pipe.unet.device, is_small_unet(pipe.unet))
     sliders = load_sliders(specs, pipe.unet, use_calibration=not args.raw_scale)
     for index, slider in enumerate(sliders):
         swept = settings.sweep_scales if index == 0 and settings.sweep_scales is not None else None

@@ -6,48 +6,62 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from transfer.commands.arguments import finite_float, fraction, non_negative_int, positive_int
+
 # transfer.commands.mine is torch-free at import time; numpy, torch and the bridge load when a command runs.
 from transfer.commands.mine import add_gan_arguments, gan_from_args, stats_from_args
+from transfer.commands.outputs import check_output_file, refuse_to_replace
 
 if TYPE_CHECKING:
     from stylegan_bridge.direction_file import DirectionFile
 
 
-def parse_seeds(text: str) -> list[int]:
-    """`0,1,5-7` -> [0, 1, 5, 6, 7]; ValueError when malformed."""
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """`0,1,5-7` -> [0, 1, 5, 6, 7]; ValueError naming `option` when malformed."""
     seeds: list[int] = []
     try:
         for part in filter(None, (p.strip() for p in text.split(","))):
             lo, _, hi = part.partition("-")
             seeds.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
     except ValueError:
-        raise ValueError(f"seeds {text!r}: expected integers and ranges like 0,1,5-7") from None
+        raise ValueError(f"{option} {text!r}: expected seeds 0 or more, and ranges like 0,1,5-7") from None
     if not seeds:
-        raise ValueError(f"seeds {text!r}: no seeds")
+        raise ValueError(f"{option} {text!r}: no seeds")
     return seeds
 
 
-def _require_positive(args: argparse.Namespace, *names: str) -> None:
-    """ValueError naming the option when one of `names` (argparse dests) is below 1."""
-    for name in names:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before the generator loads: the preview seeds read, and the direction file and its preview can be
+    written without replacing an earlier run's (unless --force)."""
+    parse_seeds(args.preview_seeds, "--preview-seeds")
+    check_output_file(args.out, "--out", [preview_path(args)])
+    refuse_to_replace(args.out, "--out", args.force)
+    if args.preview is not None:
+        refuse_to_replace(args.preview, "--preview", args.force)
+
+
+def preview_path(args: argparse.Namespace) -> Path:
+    """Where the preview grid goes: --preview, else beside --out with .png."""
+    return args.preview or args.out.with_suffix(".png")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     add_gan_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="direction file to write (.safetensors)")
+    p.add_argument("--force", action="store_true", help="replace --out (and --preview) if they exist")
     p.add_argument("--preview", type=Path, help="PNG of the top directions' edits (default: OUT with .png)")
     p.add_argument(
-        "--preview-rows", type=int, default=8, help="directions shown in the preview (default %(default)s)"
+        "--preview-rows",
+        type=positive_int,
+        default=8,
+        help="directions shown in the preview (default %(default)s)",
     )
     p.add_argument(
         "--preview-seeds", default="0,1", help="seeds of the preview columns (default %(default)s)"
     )
     p.add_argument(
         "--preview-delta",
-        type=float,
+        type=finite_float,
         default=5.0,
         help="edit strength shown in the preview (default %(default)s)",
     )
@@ -76,25 +90,39 @@ def _register_channels(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seeds", default="0-3", help="seeds to average over (default %(default)s)")
     p.add_argument(
-        "--delta", type=float, default=5.0, help="edit strength in channel stds (default %(default)s)"
+        "--delta", type=finite_float, default=5.0, help="edit strength in channel stds (default %(default)s)"
     )
     p.add_argument(
-        "--truncation", type=float, default=0.7, help="truncation psi of the seeds (default %(default)s)"
+        "--truncation",
+        type=finite_float,
+        default=0.7,
+        help="truncation psi of the seeds (default %(default)s)",
     )
     p.add_argument("--layers", help="only these layers, e.g. 3,4 or L4_84_512 (default: all)")
-    p.add_argument("--top", type=int, default=32, help="directions kept in the file (default %(default)s)")
-    p.add_argument("--batch", type=int, default=16, help="renders per forward pass (default %(default)s)")
+    p.add_argument(
+        "--top", type=positive_int, default=32, help="directions kept in the file (default %(default)s)"
+    )
+    p.add_argument(
+        "--batch", type=positive_int, default=16, help="renders per forward pass (default %(default)s)"
+    )
     p.set_defaults(func=run_channels)
 
 
 def _register_pca(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("pca", help="principal directions of w (GANSpace)")
     _common(p)
-    p.add_argument("--samples", type=int, default=10_000, help="w samples (default %(default)s)")
-    p.add_argument("--components", type=int, default=10, help="directions kept (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the w samples (default %(default)s)")
+    p.add_argument("--samples", type=positive_int, default=10_000, help="w samples (default %(default)s)")
     p.add_argument(
-        "--truncation", type=float, default=1.0, help="truncation psi of the samples (default %(default)s)"
+        "--components", type=positive_int, default=10, help="directions kept (default %(default)s)"
+    )
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the w samples (default %(default)s)"
+    )
+    p.add_argument(
+        "--truncation",
+        type=finite_float,
+        default=1.0,
+        help="truncation psi of the samples (default %(default)s)",
     )
     p.set_defaults(func=run_pca)
 
@@ -105,24 +133,30 @@ def _register_svm(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=Path, help="CSV with seed,label (label 0/1)")
     p.add_argument("--score", help="scoring function module:function; labels = above/below the median")
     p.add_argument(
-        "--samples", type=int, default=1000, help="seeds scored with --score (default %(default)s)"
+        "--samples", type=positive_int, default=1000, help="seeds scored with --score (default %(default)s)"
     )
     p.add_argument(
-        "--extreme", type=float, help="with --score: keep only the top and bottom fraction, e.g. 0.2"
+        "--extreme", type=fraction, help="with --score: keep only the top and bottom fraction, e.g. 0.2"
     )
     p.add_argument("--classifier", choices=("svm", "logistic"), default="svm")
     p.add_argument(
         "--test-fraction",
-        type=float,
+        type=finite_float,
         default=0.3,
         help="held-out share for the accuracy (default %(default)s)",
     )
-    p.add_argument("--seed", type=int, default=0, help="first seed with --score; split seed")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="first seed with --score; split seed")
     p.add_argument(
-        "--truncation", type=float, default=0.7, help="truncation psi of the seeds (default %(default)s)"
+        "--truncation",
+        type=finite_float,
+        default=0.7,
+        help="truncation psi of the seeds (default %(default)s)",
     )
     p.add_argument(
-        "--batch", type=int, default=16, help="renders per forward pass with --score (default %(default)s)"
+        "--batch",
+        type=positive_int,
+        default=16,
+        help="renders per forward pass with --score (default %(default)s)",
     )
     p.set_defaults(func=run_svm)
 
@@ -134,7 +168,7 @@ def run_channels(args: argparse.Namespace) -> int:
 
     if sum(x is not None for x in (args.box, args.mask, args.score)) != 1:
         raise ValueError("give exactly one of --box, --mask or --score")
-    _require_positive(args, "batch", "top", "preview_rows")
+    check_outputs(args)
     G, _ = gan_from_args(args)
     stats = stats_from_args(G, args)
     size = G.img_resolution
@@ -143,7 +177,7 @@ def run_channels(args: argparse.Namespace) -> int:
     )
     score_fn = load_callable(args.score) if args.score else None
     layers = [part.strip() for part in args.layers.split(",")] if args.layers else None
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds, "--seeds")
     ranked = rank_channels(
         G, stats, seeds, args.delta, args.truncation, None, layers, region, score_fn, args.batch
     )
@@ -168,7 +202,7 @@ def run_pca(args: argparse.Namespace) -> int:
     from stylegan_bridge.direction_file import DirectionFile, generator_summary
     from stylegan_bridge.directions import pca_directions
 
-    _require_positive(args, "samples", "preview_rows")
+    check_outputs(args)
     G, _ = gan_from_args(args)
     found = pca_directions(G, args.samples, args.components, args.seed, args.truncation)
     details = {"samples": args.samples, "seed": args.seed, "psi": args.truncation}
@@ -193,7 +227,7 @@ def run_svm(args: argparse.Namespace) -> int:
 
     if (args.labels is None) == (args.score is None):
         raise ValueError("give exactly one of --labels or --score")
-    _require_positive(args, "batch", "samples", "preview_rows")
+    check_outputs(args)
     if not 0.0 < args.test_fraction < 1.0:
         raise ValueError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
     G, _ = gan_from_args(args)
@@ -238,8 +272,8 @@ def _finish(args: argparse.Namespace, G, data: DirectionFile, stats=None) -> int
     preview = edit_grid(
         G,
         shown,
-        args.preview or path.with_suffix(".png"),
-        parse_seeds(args.preview_seeds),
+        preview_path(args),
+        parse_seeds(args.preview_seeds, "--preview-seeds"),
         args.preview_delta,
     )
     print(f"directions: {path}")

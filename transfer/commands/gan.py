@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from transfer.commands.outputs import check_output_file, refuse_to_replace
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `gan` subcommand group (`gan export`)."""
@@ -42,9 +44,9 @@ def run_export(args: argparse.Namespace) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".safetensors", ".pt", ".pth", ".pkl"):
         raise ValueError(f"--out {args.out}: expected a .safetensors, .pt or .pkl file name")
+    check_output_file(args.out, "--out")
+    refuse_to_replace(args.out, "--out", args.force)
     source = resolve_gan(args.source, gan_aliases())
-    if args.out.exists() and not args.force:
-        raise FileExistsError(f"--out {args.out} exists; pass --force to replace it")
     if args.out.resolve() == source.resolve():
         raise ValueError(f"--out {args.out} is the source file; choose another name")
     G = load_generator(source)

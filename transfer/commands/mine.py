@@ -10,6 +10,16 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from transfer.commands.arguments import (
+    finite_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    resolution,
+)
+from transfer.commands.outputs import check_output_folder
+from transfer.commands.threads import add_threads_option
+
 if TYPE_CHECKING:  # torch loads only when a command runs, not to build the parser
     from torch import nn
 
@@ -22,6 +32,7 @@ def add_gan_arguments(parser: argparse.ArgumentParser) -> None:
         "--gan", required=True, help="generator: NVlabs .pkl, our .safetensors/.pt export, or a name"
     )
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_threads_option(parser)
     parser.add_argument(
         "--backend",
         choices=("ours", "nvlabs"),
@@ -30,10 +41,16 @@ def add_gan_arguments(parser: argparse.ArgumentParser) -> None:
         "default %(default)s)",
     )
     parser.add_argument(
-        "--stats-samples", type=int, default=100_000, help="samples for per-channel std (default %(default)s)"
+        "--stats-samples",
+        type=positive_int,
+        default=100_000,
+        help="samples for per-channel std (default %(default)s)",
     )
     parser.add_argument(
-        "--stats-psi", type=float, default=1.0, help="truncation psi of the statistics (default %(default)s)"
+        "--stats-psi",
+        type=finite_float,
+        default=1.0,
+        help="truncation psi of the statistics (default %(default)s)",
     )
     parser.add_argument(
         "--stats-cache", type=Path, help="statistics cache folder (default: ~/.cache/concept-transfer)"
@@ -44,8 +61,11 @@ def gan_from_args(args: argparse.Namespace) -> tuple[nn.Module, Path]:
     """Load the generator named by --gan onto --device."""
     from stylegan_bridge.mining import load_gan
     from transfer.commands.aliases import gan_aliases
+    from transfer.cpu_threads import configure_threads, is_small_generator
 
-    return load_gan(args.gan, device=args.device, aliases=gan_aliases(), backend=args.backend)
+    G, path = load_gan(args.gan, device=args.device, aliases=gan_aliases(), backend=args.backend)
+    configure_threads(args.threads, next(G.parameters()).device, is_small_generator(G))
+    return G, path
 
 
 def stats_from_args(G: nn.Module, args: argparse.Namespace) -> StyleStats:
@@ -64,7 +84,7 @@ def add_mining_arguments(parser: argparse.ArgumentParser, pairs: int | None = No
     """
     parser.add_argument(
         "--pairs",
-        type=int,
+        type=positive_int,
         required=pairs is None,
         default=pairs,
         help="number of seeds; each gives one pair per level"
@@ -72,7 +92,7 @@ def add_mining_arguments(parser: argparse.ArgumentParser, pairs: int | None = No
     )
     parser.add_argument(
         "--delta",
-        type=float,
+        type=positive_float,
         default=5.0,
         help="edit strength at level 1, in channel stds (default %(default)s)",
     )
@@ -80,10 +100,17 @@ def add_mining_arguments(parser: argparse.ArgumentParser, pairs: int | None = No
         "--levels", default="1", help="comma-separated levels; level k uses delta*k (default %(default)s)"
     )
     parser.add_argument(
-        "--truncation", type=float, default=0.7, help="truncation psi of the seeds (default %(default)s)"
+        "--truncation",
+        type=finite_float,
+        default=0.7,
+        help="truncation psi of the seeds (default %(default)s)",
     )
-    parser.add_argument("--truncation-cutoff", type=int, help="truncate only the first N ws (default: all)")
-    parser.add_argument("--batch", type=int, default=8, help="seeds per forward pass (default %(default)s)")
+    parser.add_argument(
+        "--truncation-cutoff", type=non_negative_int, help="truncate only the first N ws (default: all)"
+    )
+    parser.add_argument(
+        "--batch", type=positive_int, default=8, help="seeds per forward pass (default %(default)s)"
+    )
     parser.add_argument(
         "--symmetric", action="store_true", help="before = -delta instead of the unedited image"
     )
@@ -119,13 +146,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layer", help="style layer: index (0 = first layer after input), L4 or NVlabs name L4_84_512"
     )
-    p.add_argument("--channel", type=int, help="style channel of --layer")
+    p.add_argument("--channel", type=non_negative_int, help="style channel of --layer")
     p.add_argument("--direction", type=Path, help="direction file from `concept-transfer directions`")
-    p.add_argument("--index", type=int, default=0, help="which direction of --direction (0 = best)")
+    p.add_argument(
+        "--index", type=non_negative_int, default=0, help="which direction of --direction (0 = best)"
+    )
     p.add_argument("--out", type=Path, required=True, help="corpus folder (created, or resumed if it exists)")
     add_mining_arguments(p)
-    p.add_argument("--seed", type=int, default=0, help="first seed (default %(default)s)")
-    p.add_argument("--resolution", type=int, help="corpus image size (default: the generator's)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="first seed (default %(default)s)")
+    p.add_argument("--resolution", type=resolution, help="corpus image size (default: the generator's)")
     p.add_argument("--name", help="corpus name (default: the --out folder name)")
     p.set_defaults(func=run_mine)
 
@@ -140,6 +169,7 @@ def run_mine(args: argparse.Namespace) -> int:
     ):
         raise ValueError("give either --layer and --channel, or --direction")
     config = mining_config_from_args(args)
+    check_output_folder(args.out, "--out")  # a corpus is resumed, never replaced: nothing to refuse
     G, path = gan_from_args(args)
     if by_channel:
         edit, edit_provenance = channel_source(G, args.layer, args.channel, stats_from_args(G, args))

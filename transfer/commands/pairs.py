@@ -8,7 +8,8 @@ from pathlib import Path
 # pair_datasets needs no torch (Pillow, numpy, tqdm only), so its constants are cheap to import here.
 from pair_datasets.images import DEFAULT_MAX_ASPECT_DIFF, DEFAULT_MAX_PIXELS
 from pair_datasets.layouts import LAYOUTS, parse_scales
-from transfer.commands.arguments import allow_negative_values
+from transfer.commands.arguments import allow_negative_values, non_negative_float, positive_int, resolution
+from transfer.commands.outputs import check_output_file, check_output_folder, refuse_to_replace
 
 SHEET_FILE = "contact_sheet.png"
 
@@ -35,31 +36,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scales", type=_parse_scales, help="levels layout: scale per folder, e.g. -2,-1,1,2")
     p.add_argument("--folders", type=_parse_names, help="levels layout: folders in --scales order")
     p.add_argument(
-        "--resolution", type=int, default=1024, help="side of the square pair images (default %(default)s)"
+        "--resolution",
+        type=resolution,
+        default=1024,
+        help="side of the square pair images (default %(default)s)",
     )
     p.add_argument("--name", help="corpus name (default: the --out folder name)")
-    p.add_argument("--min-size", type=int, help="shortest accepted image side (default: resolution / 2)")
+    p.add_argument(
+        "--min-size", type=positive_int, help="shortest accepted image side (default: resolution / 2)"
+    )
     p.add_argument(
         "--max-pixels",
-        type=int,
+        type=positive_int,
         default=DEFAULT_MAX_PIXELS,
         help="refuse larger images (default %(default)s)",
     )
     p.add_argument(
         "--max-aspect-diff",
-        type=float,
+        type=non_negative_float,
         default=DEFAULT_MAX_ASPECT_DIFF,
         help="largest relative aspect-ratio difference within a pair, 0.05 = 5%% (default %(default)s)",
     )
-    p.add_argument("--workers", type=int, help="decoding threads (default: up to 8)")
+    p.add_argument("--workers", type=positive_int, help="decoding threads (default: up to 8)")
     allow_negative_values(p)  # `--scales -2,-1,1,2`, the original repository's spelling
     p.set_defaults(func=run_ingest)
 
     p = commands.add_parser("inspect", help="print counts and levels, write a contact sheet PNG")
     p.add_argument("corpus", type=Path)
     p.add_argument("--sheet", type=Path, help=f"contact sheet path (default: CORPUS/{SHEET_FILE})")
+    p.add_argument("--force", action="store_true", help="replace --sheet if it exists")
     p.add_argument(
-        "--max-pairs", type=int, default=16, help="pairs on the contact sheet (default %(default)s)"
+        "--max-pairs", type=positive_int, default=16, help="pairs on the contact sheet (default %(default)s)"
     )
     p.set_defaults(func=run_inspect)
 
@@ -86,6 +93,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     """Ingest SRC into a new corpus and print the summary."""
     from pair_datasets import IngestOptions, ingest
 
+    check_output_folder(args.out, "--out")
     options = IngestOptions(
         layout=args.layout,
         before=args.before,
@@ -105,10 +113,17 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    """Print name, resolution, pair count and levels; write the contact sheet."""
+    """Write the contact sheet, then print name, resolution, pair count and levels."""
     from pair_datasets import Corpus, contact_sheet, summarize
 
     corpus = Corpus.open(args.corpus)
+    sheet = None
+    if len(corpus):
+        if args.sheet is not None:
+            check_output_file(args.sheet, "--sheet")
+            refuse_to_replace(args.sheet, "--sheet", args.force)
+        # Written before anything is printed: a reader that stops early (`| head`) cannot cut it short.
+        sheet = contact_sheet(corpus, args.sheet or corpus.root / SHEET_FILE, max_pairs=args.max_pairs)
     info = summarize(corpus)
     print(f"corpus: {corpus.root} ({info['name']}, {info['resolution']}x{info['resolution']})")
     print(f"pairs: {info['pairs']} ({info['captioned']} with captions)")
@@ -117,9 +132,8 @@ def run_inspect(args: argparse.Namespace) -> int:
     provenance = info["provenance"]
     if provenance:
         print("provenance: " + ", ".join(f"{k}={v}" for k, v in provenance.items() if v is not None))
-    if len(corpus):
-        path = contact_sheet(corpus, args.sheet or corpus.root / SHEET_FILE, max_pairs=args.max_pairs)
-        print(f"contact sheet (before above after): {path}")
+    if sheet is not None:
+        print(f"contact sheet (before above after): {sheet}")
     return 0
 
 

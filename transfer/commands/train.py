@@ -13,7 +13,15 @@ from pathlib import Path
 # Only torch-free modules at import time: building the parser must stay fast (`--help`).
 from sliders.config import ACTIONS, PromptEntry, TextSliderConfig
 from sliders.schedules import DEFAULT_SCHEDULE, SCHEDULES
-from transfer.commands.train_options import add_common_options, load_pipeline, report, train_overrides
+from transfer.commands.arguments import positive_float, resolution
+from transfer.commands.train_options import (
+    add_common_options,
+    check_placement,
+    check_slider_outputs,
+    load_pipeline,
+    report,
+    train_overrides,
+)
 from transfer.commands.train_visual import register_visual
 
 # eta of a slider given by --target/--positive/--negative (a prompt file states its own).
@@ -44,7 +52,9 @@ def register_text(kinds: argparse._SubParsersAction) -> None:
     source.add_argument("--target", help="the prompt the slider acts on (with --positive and --negative)")
     _add_prompt_options(parser)
     parser.add_argument(
-        "--resolution", type=int, help=f"training resolution in pixels (default {PromptEntry.resolution})"
+        "--resolution",
+        type=resolution,
+        help="training resolution in pixels (default: the model's own, e.g. 1024 for SDXL, 64 for the toy)",
     )
     parser.add_argument(
         "--schedule", choices=sorted(SCHEDULES), help=f"how x_t is sampled (default {DEFAULT_SCHEDULE})"
@@ -66,8 +76,8 @@ def _add_prompt_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concept", help="concept name recorded in the file (default: the positive prompt)")
     parser.add_argument(
         "--guidance-scale",
-        type=float,
-        help=f"eta, the strength of the contrast (default {TARGET_GUIDANCE:g})",
+        type=positive_float,
+        help=f"eta, the strength of the contrast (default {TARGET_GUIDANCE:g} with --target)",
     )
 
 
@@ -124,8 +134,8 @@ def run_text(args: argparse.Namespace) -> int:
     from transfer.commands.slider import calibrate_trained
 
     config = text_config_from_args(args)
-    if args.out.suffix != ".safetensors":
-        raise ValueError(f"--out {args.out}: a slider file must end in .safetensors")
+    check_slider_outputs(args)
+    check_placement(args)
     pipe = load_pipeline(args)
     out = train_text_slider(pipe, config, args.out, base_model=args.model, resume=args.resume,
                             show_progress=not args.quiet)  # fmt: skip

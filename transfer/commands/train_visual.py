@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from sliders.config import TrainSettings, VisualSliderConfig
-from transfer.commands.train_options import add_common_options, load_pipeline, report, train_overrides
+from transfer.commands.arguments import finite_float, positive_int, resolution
+from transfer.commands.train_options import (
+    add_common_options,
+    check_placement,
+    check_slider_outputs,
+    load_pipeline,
+    report,
+    train_overrides,
+)
 
 
 def register_visual(kinds: argparse._SubParsersAction) -> None:
@@ -20,13 +28,13 @@ def register_visual(kinds: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--pairs", required=True, type=Path, help="pair corpus folder (see `pairs ingest`)")
     parser.add_argument(
-        "--resolution", type=int, help="training resolution in pixels (default: the corpus's)"
+        "--resolution", type=resolution, help="training resolution in pixels (default: the corpus's)"
     )
     parser.add_argument("--prompt", help="prompt for pairs without a caption (default: the empty prompt)")
     parser.add_argument("--concept", help="concept name recorded in the file (default: the corpus name)")
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=VisualSliderConfig.batch_size,
         help="pairs per step (default %(default)s)",
     )
@@ -35,7 +43,7 @@ def register_visual(kinds: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--crop-scale",
-        type=float,
+        type=finite_float,
         metavar="F",
         help="random crop, 0 < F <= 1: each step a window of side ~F of the image (rounded to a size the "
         "model accepts) at a random position, the same window for both images of a pair; SDXL's crop "
@@ -69,8 +77,8 @@ def run_visual(args: argparse.Namespace) -> int:
     from transfer.commands.slider import calibrate_trained
 
     config = visual_config_from_args(args)
-    if args.out.suffix != ".safetensors":
-        raise ValueError(f"--out {args.out}: a slider file must end in .safetensors")
+    check_slider_outputs(args)
+    check_placement(args)
     corpus = Corpus.open(args.pairs)
     pipe = load_pipeline(args)
     out = train_visual_slider(pipe, corpus, config, args.out, base_model=args.model, resume=args.resume,

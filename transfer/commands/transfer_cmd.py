@@ -7,8 +7,20 @@ from pathlib import Path
 
 from sliders.config import TrainSettings
 from sliders.defaults import START_NOISE
-from transfer.commands.arguments import allow_negative_values, parse_floats, parse_ints
+from transfer.commands.arguments import (
+    allow_negative_values,
+    non_negative_float,
+    non_negative_int,
+    parse_floats,
+    parse_ints,
+    positive_float,
+    positive_int,
+    resolution,
+    timestep,
+)
 from transfer.commands.mine import add_mining_arguments, mining_config_from_args
+from transfer.commands.outputs import check_output_folder
+from transfer.commands.threads import add_threads_option
 from transfer.gate import GateSpec
 from transfer.sweep_settings import SweepSettings
 
@@ -29,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_sweep_options(parser)
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    add_threads_option(parser)
     parser.add_argument(
         "--redo", default="", help="stages to re-run even if their output exists: mine,train,sweep"
     )
@@ -39,32 +52,39 @@ def _add_edit_options(parser: argparse.ArgumentParser) -> None:
     """The generator and the style edit: a channel of a layer, or a direction from a file."""
     parser.add_argument("--gan", required=True, help="StyleGAN3 .pkl, our .safetensors/.pt export, or 'toy'")
     parser.add_argument("--layer", help="style layer: index (0 = L0) or NVlabs name, e.g. L4_84_1024")
-    parser.add_argument("--channel", type=int, help="style channel within --layer")
+    parser.add_argument("--channel", type=non_negative_int, help="style channel within --layer")
     parser.add_argument("--direction", type=Path, help="a direction file from `concept-transfer directions`")
     parser.add_argument(
-        "--index", type=int, default=0, help="entry of --direction to use (default %(default)s)"
+        "--index", type=non_negative_int, default=0, help="entry of --direction to use (default %(default)s)"
     )
     parser.add_argument(
-        "--stats-samples", type=int, default=10_000, help="samples for channel std (default %(default)s)"
+        "--stats-samples",
+        type=positive_int,
+        default=10_000,
+        help="samples for channel std (default %(default)s)",
     )
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     """The SDXL model and the visual slider's training."""
     parser.add_argument("--model", required=True, help="SDXL hub id, diffusers folder, single file, or 'toy'")
-    parser.add_argument("--resolution", type=int, help="pair and training resolution (default: the GAN's)")
-    parser.add_argument("--steps", type=int, default=500, help="training steps (default %(default)s)")
     parser.add_argument(
-        "--rank", type=int, default=TrainSettings.rank, help="LoRA rank (default %(default)s)"
+        "--resolution", type=resolution, help="pair and training resolution (default: the GAN's)"
     )
     parser.add_argument(
-        "--alpha", type=float, default=TrainSettings.alpha, help="LoRA alpha (default %(default)s)"
+        "--steps", type=positive_int, default=500, help="training steps (default %(default)s)"
     )
     parser.add_argument(
-        "--lr", type=float, default=TrainSettings.lr, help="learning rate (default %(default)s)"
+        "--rank", type=positive_int, default=TrainSettings.rank, help="LoRA rank (default %(default)s)"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of mining and training (default %(default)s)"
+        "--alpha", type=positive_float, default=TrainSettings.alpha, help="LoRA alpha (default %(default)s)"
+    )
+    parser.add_argument(
+        "--lr", type=positive_float, default=TrainSettings.lr, help="learning rate (default %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of mining and training (default %(default)s)"
     )
 
 
@@ -77,20 +97,20 @@ def _add_sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", default="0,1", help="sweep seeds (default %(default)s)")
     parser.add_argument(
         "--sample-steps",
-        type=int,
+        type=positive_int,
         default=SweepSettings.steps,
         help="sampling steps of the sweep (default %(default)s)",
     )
     parser.add_argument(
         "--guidance",
-        type=float,
+        type=non_negative_float,
         default=SweepSettings.guidance,
         help="classifier-free guidance (default %(default)s)",
     )
     parser.add_argument(
-        "--start-noise", type=float, help=f"gate timestep (default: the slider's, else {START_NOISE:g})"
+        "--start-noise", type=timestep, help=f"gate timestep (default: the slider's, else {START_NOISE:g})"
     )
-    parser.add_argument("--size", type=int, help="sweep image size (default: the model's)")
+    parser.add_argument("--size", type=resolution, help="sweep image size (default: the model's)")
 
 
 def read_prompts(path: Path) -> tuple[str, ...]:
@@ -124,7 +144,7 @@ def plan_from_args(args: argparse.Namespace):
         slider=VisualSliderConfig(resolution=args.resolution, train=train),
         prompts=read_prompts(args.prompts) if args.prompts else DEFAULT_PROMPTS,
         sweep_scales=parse_floats(args.scales, "--scales"),
-        seeds=parse_ints(args.seeds, "--seeds"),
+        seeds=parse_ints(args.seeds, "--seeds", minimum=0),
         sample_steps=args.sample_steps,
         guidance=args.guidance,
         gate=GateSpec(start_noise=args.start_noise),
@@ -133,6 +153,7 @@ def plan_from_args(args: argparse.Namespace):
         gan_aliases=gan_aliases(),
         model_aliases=model_aliases(),
         redo=tuple(s.strip() for s in args.redo.split(",") if s.strip()),
+        threads=args.threads,
     )
 
 
@@ -140,7 +161,9 @@ def run_transfer_command(args: argparse.Namespace) -> int:
     """Run the three stages and print where their outputs are."""
     from transfer.recipe import run_transfer
 
-    outputs = run_transfer(plan_from_args(args))
+    plan = plan_from_args(args)
+    check_output_folder(args.out, "--out")  # the stages keep their outputs there, and skip what is done
+    outputs = run_transfer(plan)
     for name, path in outputs.items():
         print(f"{name}: {path}")
     return 0
