@@ -40,6 +40,7 @@ from sliders.slider_file import save_slider  # noqa: E402
 from transfer.apply import RenderRequest, load_sliders, render  # noqa: E402
 from transfer.apply import SliderSpec as Spec  # noqa: E402
 from transfer.compose import compose_sliders  # noqa: E402
+from transfer.cpu_threads import configure_threads, is_small_unet  # noqa: E402
 from transfer.gate import default_gate  # noqa: E402
 from transfer.studio.engine import StudioEngine  # noqa: E402
 from transfer.studio.job import Job, SliderSetting  # noqa: E402
@@ -156,13 +157,13 @@ def _named(base, changed, unchanged, cold):
 
 def run(args) -> dict:
     """The benchmark's report."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="studio_latency_") as scratch:
         if args.arch == "sdxl":
             pipe, paths, arch = sdxl_setup(args.device, Path(scratch))
         else:
             pipe, paths, arch = toy_setup()
+        # The studio's own rule (`concept-transfer studio` applies it after loading).
+        configure_threads(args.threads, pipe.unet.device, is_small_unet(pipe.unet))
         args.size = args.size or (1024 if args.arch == "sdxl" else 64)
         report = measure(pipe, paths, Path(scratch) / "out", args)
     ratio = report["changed_slider_s"] / report["base_image_s"]
@@ -192,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=None, help="pixels (default 64 toy, 1024 sdxl)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: the studio's rule, 1 for the toy model on a CPU)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line last")
     args = parser.parse_args(argv)
     report = run(args)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from transfer.commands.threads import add_threads_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `studio` subcommand."""
@@ -34,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--prompt", default=None, help="the prompt a new tab starts with")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None)
+    add_threads_option(parser)
     parser.set_defaults(func=run_studio)
 
 
@@ -81,12 +84,16 @@ def config_from_args(args: argparse.Namespace):
 def run_studio(args: argparse.Namespace) -> int:
     """Load the model once, then serve the page until interrupted."""
     from transfer.commands.aliases import model_aliases
+    from transfer.cpu_threads import configure_threads, is_small_unet
     from transfer.sdxl import load_sdxl
     from transfer.studio.server import build_studio, launch
 
     config = config_from_args(args)
     print(f"loading {config.model} ...", flush=True)
     pipe = load_sdxl(config.model, device=config.device, dtype=config.dtype, aliases=model_aliases())
+    # The same thread rule as `apply`, so the command a result shows renders the same pixels.
+    threads = configure_threads(args.threads, pipe.unet.device, is_small_unet(pipe.unet))
+    print(f"torch CPU threads: {threads}", flush=True)
     blocks, _ = build_studio(config, pipe)
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {config.host}: other machines can reach the studio", flush=True)

@@ -2,7 +2,8 @@
 
 Every option is written out (no reliance on defaults that could change): model, sliders with their
 scales in the job's order, prompt, seed, steps, guidance, size, the gate when the user set one, the
-swept scales of a comparison, the picture and strength of an edit. Numbers use Python's shortest
+swept scales of a comparison, the picture and strength of an edit, and the CPU threads (a different
+thread count sums in a different order, which changes the last bits of the pixels). Numbers use Python's shortest
 round-trip form, so the command carries exactly the values the studio used.
 """
 
@@ -18,7 +19,7 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def apply_argv(job: Job, model: str, out: str) -> list[str]:
+def apply_argv(job: Job, model: str, out: str, threads: int | None = None) -> list[str]:
     """The argument list (after `concept-transfer`) of the apply run that reproduces `job`."""
     argv = ["apply", "--model", model]
     for slider in job.sliders:
@@ -37,9 +38,11 @@ def apply_argv(job: Job, model: str, out: str) -> list[str]:
         argv += ["--start-fraction", _number(job.gate.start_fraction)]
     if job.image is not None:
         argv += [f"--image={job.image}", "--strength", _number(job.strength or 0.0)]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
     return [*argv, f"--out={out}"]
 
 
-def apply_command(job: Job, model: str, out: str) -> str:
+def apply_command(job: Job, model: str, out: str, threads: int | None = None) -> str:
     """The shell line (quoted for POSIX shells) of `apply_argv`."""
-    return shlex.join(["concept-transfer", *apply_argv(job, model, out)])
+    return shlex.join(["concept-transfer", *apply_argv(job, model, out, threads)])

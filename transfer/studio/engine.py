@@ -160,7 +160,8 @@ class StudioEngine:
     ) -> Result:
         started = time.perf_counter()
         stem = folder / f"{number:04d}-{job.kind}"
-        command = apply_command(job, self.model, str(folder / f"{number:04d}-apply"))
+        threads = torch.get_num_threads() if self.pipe.unet.device.type == "cpu" else None
+        command = apply_command(job, self.model, str(folder / f"{number:04d}-apply"), threads)
         sliders = [self.slider(s.path) for s in job.sliders]
         composition = self._composition_for(sliders)
         gate_default, _ = default_gate([s.metadata for s in sliders])
