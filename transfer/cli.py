@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "transfer.commands.directions",
     "transfer.commands.mine",
     "transfer.commands.transfer_cmd",
+    "transfer.commands.library",
     "toyworld.commands.demo",
 ]
 

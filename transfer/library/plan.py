@@ -1,0 +1,184 @@
+"""What a library build makes of each candidate: its settings, and one GAN -> slider plan per candidate.
+
+A candidate is one entry of `candidates.json` (written by `concept-transfer discover`): a style channel
+(`layer`, `channel`) or a w direction (`direction_file`, `direction_index`), the edit size `delta` it was
+judged at, and its scores. Its slider lives in `<lib>/<candidate name>/`, made by the same stages as
+`concept-transfer transfer` (`transfer.recipe`): corpus/, slider.safetensors, sweep/.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sliders.config import TrainSettings
+from sliders.visual_slider import VisualSliderConfig
+from stylegan_bridge.mining import MiningConfig
+from transfer.gate import GateSpec
+from transfer.recipe import DEFAULT_PROMPTS, TransferPlan
+
+# A candidate's name names its folder: no separators, no leading dot (`L3_72_64.c0`, `pca3`).
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
+KINDS = ("channel", "w_direction")
+
+
+@dataclass(frozen=True)
+class LibraryCandidate:
+    """One candidate of `candidates.json`, resolved against the folder that holds the file."""
+
+    name: str
+    rank: int
+    kind: str
+    delta: float
+    layer: str | None = None
+    channel: int | None = None
+    direction_file: Path | None = None
+    direction_index: int | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not SAFE_NAME.match(self.name):
+            raise ValueError(f"candidate {self.name!r}: a name must be letters, digits and _ . + - only")
+        if self.kind not in KINDS:
+            raise ValueError(f"candidate {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if not (self.delta > 0 and math.isfinite(self.delta)):
+            raise ValueError(f"candidate {self.name!r}: delta must be a finite number > 0, got {self.delta}")
+        if self.kind == "channel" and (self.layer is None or self.channel is None):
+            raise ValueError(f"candidate {self.name!r}: a channel candidate needs 'layer' and 'channel'")
+        if self.kind == "w_direction" and (self.direction_file is None or self.direction_index is None):
+            raise ValueError(
+                f"candidate {self.name!r}: a w_direction candidate needs 'direction_file' and 'direction_index'"
+            )
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any], folder: Path) -> LibraryCandidate:
+        """A candidate from its `candidates.json` entry; `direction_file` is relative to `folder`."""
+        direction = entry.get("direction_file")
+        try:
+            return cls(
+                name=str(entry["name"]),
+                rank=int(entry["rank"]),
+                kind=str(entry["kind"]),
+                delta=float(entry["delta"]),
+                layer=entry.get("layer") if entry.get("kind") == "channel" else None,
+                channel=entry.get("channel") if entry.get("kind") == "channel" else None,
+                direction_file=Path(folder) / direction
+                if direction and entry.get("kind") != "channel"
+                else None,
+                direction_index=entry.get("direction_index"),
+                scores={k: float(v) for k, v in (entry.get("scores") or {}).items()},
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(
+                f"candidate {entry.get('name', '?')!r}: missing or malformed field {error}"
+            ) from None
+
+    def describe(self) -> dict[str, Any]:
+        """What the edit is, JSON-ready (the index's provenance): kind, layer/channel or direction."""
+        if self.kind == "channel":
+            return {"kind": self.kind, "layer": self.layer, "channel": self.channel}
+        return {
+            "kind": self.kind,
+            "direction_file": self.direction_file.name,
+            "direction_index": self.direction_index,
+        }
+
+
+@dataclass(frozen=True)
+class LibrarySettings:
+    """How every slider of a library is made; the same for all of them (recorded in `build.json`).
+
+    Pairs: `pairs` seeds, each at `levels` of the candidate's delta times `delta_scale` (symmetric: before
+    at -delta, after at +delta). Training: `steps` at `lr`, `batch` pairs per step, `together` sliders
+    per training loop (1: one at a time). Previews: `prompts` x `preview_seeds` at the user scales
+    `preview_scales` of the calibrated slider; calibration measures `prompts` x `calibration_seeds` at the
+    raw weights `calibration_scales`.
+    """
+
+    gan: str
+    model: str
+    pairs: int = 32
+    delta_scale: float = 0.5
+    levels: tuple[float, ...] = (1.0, 2.0)
+    symmetric: bool = True
+    psi: float = 0.7
+    resolution: int | None = None
+    stats_samples: int = 10_000
+    steps: int = 200
+    lr: float = 1e-3
+    rank: int = 4
+    alpha: float = 1.0
+    batch: int = 8
+    together: int = 1
+    checkpoint_every: int = 0
+    seed: int = 0
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    preview_scales: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    preview_seeds: tuple[int, ...] = (0, 1)
+    sample_steps: int = 30
+    guidance: float = 5.0
+    size: int | None = None
+    calibration_seeds: tuple[int, ...] = (0, 1)
+    calibration_scales: tuple[float, ...] | None = None  # raw weights measured (None: calibrate's default)
+    device: str | None = None
+    gan_aliases: dict[str, Path] = field(default_factory=dict)
+    model_aliases: dict[str, Path] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.together < 1:
+            raise ValueError(f"--together must be >= 1, got {self.together}")
+        if not (self.delta_scale > 0 and math.isfinite(self.delta_scale)):
+            raise ValueError(f"--delta-scale must be a finite number > 0, got {self.delta_scale}")
+        if len(self.calibration_seeds) * len(self.prompts) < 2:
+            raise ValueError("--prompts/--seeds: calibration needs at least two renders (prompts x seeds)")
+        self.mining(1.0)  # every option fails now, before any slider is made
+        self.slider_config("check")
+
+    def mining(self, delta: float) -> MiningConfig:
+        """The mining settings of a candidate judged at `delta`."""
+        return MiningConfig(pairs=self.pairs, delta=delta * self.delta_scale, levels=self.levels, psi=self.psi,
+                            seed=self.seed, resolution=self.resolution, symmetric=self.symmetric)  # fmt: skip
+
+    def slider_config(self, concept: str) -> VisualSliderConfig:
+        """The visual-slider settings (the concept is the slider's name)."""
+        train = TrainSettings(steps=self.steps, lr=self.lr, rank=self.rank, alpha=self.alpha, seed=self.seed,
+                              checkpoint_every=self.checkpoint_every)  # fmt: skip
+        return VisualSliderConfig(
+            concept=concept, resolution=self.resolution, batch_size=self.batch, train=train
+        )
+
+    def plan(self, candidate: LibraryCandidate, root: Path) -> TransferPlan:
+        """The mine -> train -> sweep plan of one candidate, in `root/<candidate name>/`."""
+        edit: dict[str, Any] = (
+            {"layer": candidate.layer, "channel": candidate.channel}
+            if candidate.kind == "channel"
+            else {"direction": candidate.direction_file, "direction_index": candidate.direction_index}
+        )
+        return TransferPlan(
+            gan=self.gan,
+            model=self.model,
+            out=Path(root) / candidate.name,
+            **edit,
+            mining=self.mining(candidate.delta),
+            stats_samples=self.stats_samples,
+            slider=self.slider_config(candidate.name),
+            prompts=self.prompts,
+            sweep_scales=self.preview_scales,
+            seeds=self.preview_seeds,
+            sample_steps=self.sample_steps,
+            guidance=self.guidance,
+            gate=GateSpec(),
+            size=self.size,
+            device=self.device,
+            gan_aliases=self.gan_aliases,
+            model_aliases=self.model_aliases,
+        )
+
+    def key(self) -> dict[str, Any]:
+        """The settings that decide the sliders (JSON-ready): a library is extended only with the same."""
+        skip = ("gan", "model", "device", "gan_aliases", "model_aliases", "checkpoint_every")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k not in skip}
