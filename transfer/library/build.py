@@ -211,9 +211,8 @@ def train_stage_of(holder: PipelineHolder, works: Sequence[SliderWork], say: Say
 
 def calibrate(holder: PipelineHolder, work: SliderWork, settings: LibrarySettings) -> None:
     """Calibrate the slider (unless its file already holds a calibration) and record the calibration."""
-    from transfer.calibrate import CalibrationSettings, calibrate_slider
-
     from sliders.slider_file import load_slider
+    from transfer.calibrate import CalibrationSettings, calibrate_slider
 
     calibration = load_slider(work.plan.slider_path).calibration
     if calibration is None:
