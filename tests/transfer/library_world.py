@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from stylegan_bridge.config import GeneratorConfig
@@ -23,6 +24,12 @@ TINY_GAN = GeneratorConfig(
     num_layers=4, num_critical=1, margin_size=2, mapping_layers=1,
 )  # fmt: skip
 CANDIDATES_FORMAT = "concept-transfer.candidates/1"
+
+
+@pytest.fixture(autouse=True)
+def private_stats_cache(tmp_path, monkeypatch):
+    """Style statistics never go to the user's ~/.cache from a test (import this into a test module)."""
+    monkeypatch.setenv("CONCEPT_TRANSFER_CACHE", str(tmp_path / "cache-home"))
 
 
 def make_gan(path: Path, seed: int = 0) -> Path:

@@ -10,6 +10,7 @@ from library_world import (
     candidate_entries,
     generator_record,
     make_gan,
+    private_stats_cache,  # noqa: F401 - an autouse fixture
     read_candidates,
     tiny_settings,
     write_candidates,
@@ -21,12 +22,6 @@ from stylegan_bridge.direction_file import file_sha256
 from transfer.library.index import load_index, rename
 
 FAST = {"calibration_scales": (-2.0, 2.0), "calibration_seeds": (0, 1)}
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    """Style statistics never go to the user's ~/.cache from a test."""
-    monkeypatch.setenv("CONCEPT_TRANSFER_CACHE", str(tmp_path / "cache-home"))
 
 
 @pytest.fixture

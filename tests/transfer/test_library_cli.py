@@ -10,16 +10,16 @@ import sys
 
 import numpy as np
 import pytest
-from library_world import build_args, candidate_entries, make_gan, write_candidates
+from library_world import (
+    build_args,
+    candidate_entries,
+    make_gan,
+    private_stats_cache,  # noqa: F401 - an autouse fixture
+    write_candidates,
+)
 from PIL import Image
 
 from transfer.cli import main
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    """Style statistics never go to the user's ~/.cache from a test."""
-    monkeypatch.setenv("CONCEPT_TRANSFER_CACHE", str(tmp_path / "cache-home"))
 
 
 @pytest.fixture

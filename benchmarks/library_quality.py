@@ -1,0 +1,288 @@
+"""Library quality on the toy world: discover + library build, then every library slider scored by the probe.
+
+1. `concept-transfer discover --gan toy --top K` and `concept-transfer library build --gan toy --model toy`
+   (the commands a user runs; the probe plays no part in either);
+2. the toy GAN itself, measured with the probe along its style channels and w directions: which world
+   attributes it can vary at all (`gan_varies`; `toyworld.gan_attributes`);
+3. every finished library slider rendered on held-out prompts x seeds at user scales -2..2 (its
+   calibration; gated at t = 750), every image read by the probe. Per attribute the GAN varies, the
+   library slider that moves it best: Spearman(|scale|-ordered attribute) per prompt/seed (sign-free:
+   an unnamed slider may move it either way), off-target ratio (benchmarks/quality.py's), recovered when
+   Spearman >= 0.9 and off-target <= 25%;
+4. calibration, on the same renders with the calibration's own distance (mean |dz| of the final latents):
+   effect_at_1_spread = max over recovered sliders |e_k / mean(e) - 1| with e_k the effect at user
+   scale +-1, and step_cv = mean over them of the coefficient of variation of the four successive step
+   effects -2 -> -1 -> 0 -> 1 -> 2;
+5. seconds per slider: the build trains one at a time; the same corpora are trained again `--together`
+   sliders per loop (training only), timed the same way.
+
+    python benchmarks/library_quality.py --json          # ~1 h on 2 shared CPU cores
+    python benchmarks/library_quality.py --top 4 --steps 60 --seeds 2   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from toyworld.slider_eval import measure_sweep, quality  # noqa: E402
+from transfer.cli import main as cli  # noqa: E402
+
+USER_SCALES = (-2.0, -1.0, 0.0, 1.0, 2.0)
+EVAL_PROMPTS = (
+    "a face with red hair",
+    "a wide face",
+    "a face with dark skin",
+    "a narrow face with blue hair",
+)
+LIBRARY_PROMPTS = ("a face with green hair", "a medium face", "a face with tan skin")  # previews, calibration
+GOALS = {"spearman": 0.9, "off_target": 0.25, "effect_at_1_spread": 0.25, "step_cv": 0.25}
+
+
+def run_cli(args: list[str]) -> float:
+    """Run a concept-transfer command in this process; its wall time (exits on failure)."""
+    started = time.perf_counter()
+    code = cli([str(a) for a in args])
+    if code not in (0, 1):  # 1: some slider failed; the index says which
+        raise SystemExit(f"concept-transfer {' '.join(map(str, args[:2]))} failed with exit status {code}")
+    return time.perf_counter() - started
+
+
+def build_library(work: Path, args: argparse.Namespace) -> tuple[dict, float, float]:
+    """Discover and build; (index, discover seconds, build seconds)."""
+    cand, lib = work / "cand", work / "lib"
+    prompts = work / "library-prompts.txt"
+    prompts.write_text("\n".join(LIBRARY_PROMPTS) + "\n")
+    discover_s = run_cli(["discover", "--gan", "toy", "--top", args.top, "--seed", args.seed, "--out", cand,
+                          "--force"])  # fmt: skip
+    build_s = run_cli([
+        "library", "build", "--gan", "toy", "--model", "toy", "--candidates", cand / "candidates.json",
+        "--out", lib, "--pairs", args.pairs, "--steps", args.steps, "--resolution", 64, "--prompts", prompts,
+        "--sample-steps", args.sample_steps, "--guidance", args.guidance, "--size", 64, "--seed", args.seed,
+        "--device", "cpu",
+    ])  # fmt: skip
+    return json.loads((lib / "index.json").read_text()), discover_s, build_s
+
+
+@torch.no_grad()
+def render_scales(pipe, factors, raw_scales, prompts, seeds, steps, guidance, start_noise=750.0):
+    """Images [S, P, K, H, W, 3] in [0, 1] and final latents [S, P*K, C, h, w] at each raw scale."""
+    from transfer.compose import compose_sliders
+    from transfer.gate import SliderGate, planned_timesteps
+
+    batch = [p for p in prompts for _ in seeds]
+    images, latents = [], []
+    with compose_sliders(pipe.unet, [factors], [raw_scales[0]], "fused") as composition:
+        for scale in raw_scales:
+            composition.set_scales([scale])
+            gate = SliderGate(composition, start_noise, planned_timesteps(pipe.scheduler, steps))
+            final = {}
+
+            def keep_latents(p, i, t, kwargs, gate=gate, final=final):
+                final["z"] = kwargs["latents"]  # the last step's are the final latents
+                return gate(p, i, t, kwargs)
+
+            with gate.active():
+                out = pipe(prompt=batch, num_inference_steps=steps, guidance_scale=guidance,
+                           generator=[torch.Generator().manual_seed(s) for _ in prompts for s in seeds],
+                           callback_on_step_end=keep_latents, output_type="np")  # fmt: skip
+            images.append(out.images.reshape(len(prompts), len(seeds), *out.images.shape[1:]))
+            latents.append(final["z"].float().cpu())
+    return np.stack(images), torch.stack(latents)
+
+
+def latent_effects(latents: torch.Tensor) -> tuple[float, list[float]]:
+    """(effect at user scale +-1, the four successive step effects) in mean |dz| (calibration's distance)."""
+    from transfer.calibrate import latent_distance
+
+    zero = USER_SCALES.index(0.0)
+
+    def dist(a: int, b: int) -> float:
+        return float(latent_distance(latents[a], latents[b]).mean())
+
+    at_1 = (dist(USER_SCALES.index(1.0), zero) + dist(USER_SCALES.index(-1.0), zero)) / 2
+    return at_1, [dist(i, i + 1) for i in range(len(USER_SCALES) - 1)]
+
+
+def score_slider(pipe, probe, path: Path, args: argparse.Namespace) -> dict:
+    """Probe figures per attribute and calibration figures of one calibrated library slider."""
+    from sliders.slider_file import load_slider
+
+    slider = load_slider(path, unet=pipe.unet)
+    calibration = slider.calibration
+    raw = [calibration.to_raw(u) for u in USER_SCALES]
+    seeds = [args.seed + i for i in range(args.seeds)]
+    images, latents = render_scales(pipe, dict(slider.factors), raw, EVAL_PROMPTS, seeds, args.sample_steps,
+                                    args.guidance)  # fmt: skip
+    values = measure_sweep(probe, images.transpose(1, 0, 2, 3, 4, 5))  # {attr: [P, S, K]}
+    attributes = {}
+    for name in values:
+        q = quality(values, USER_SCALES, name)
+        sign = 1.0 if q["effect_std"] >= 0 else -1.0
+        attributes[name] = {"spearman": round(sign * q["spearman"], 4), "off_target": q["off_target"],
+                            "effect_std": round(abs(q["effect_std"]), 4), "direction": "+" if sign > 0 else "-"}  # fmt: skip
+    at_1, steps = latent_effects(latents)
+    return {"attributes": attributes, "effect_at_1": round(at_1, 5), "step_effects": [round(s, 5) for s in steps],
+            "raw_scales": [round(r, 4) for r in raw]}  # fmt: skip
+
+
+def recovered_by(scores: dict[str, dict], attribute: str) -> dict:
+    """The library slider that moves `attribute` best: goals met first, then the lowest off-target."""
+
+    def key(name: str) -> tuple:
+        m = scores[name]["attributes"][attribute]
+        meets = m["spearman"] >= GOALS["spearman"] and m["off_target"] <= GOALS["off_target"]
+        return (not meets, m["off_target"] if meets else -m["spearman"])
+
+    best = min(scores, key=key)
+    m = scores[best]["attributes"][attribute]
+    ok = m["spearman"] >= GOALS["spearman"] and m["off_target"] <= GOALS["off_target"]
+    return {"slider": best, **m, "recovered": ok}
+
+
+def compact(score: dict) -> dict:
+    """A slider's figures for the JSON line: its strongest attribute, and its calibration figures."""
+    attribute = max(score["attributes"], key=lambda a: score["attributes"][a]["effect_std"])
+    return {"moves": attribute, **score["attributes"][attribute],
+            **{k: score[k] for k in ("effect_at_1", "step_effects", "raw_scales")}}  # fmt: skip
+
+
+def calibration_figures(scores: dict[str, dict], sliders: list[str]) -> dict:
+    """effect_at_1_spread and step_cv over `sliders` (the recovered ones; see the module docstring)."""
+    if not sliders:
+        return {"effect_at_1_spread": None, "step_cv": None}
+    effects = np.array([scores[s]["effect_at_1"] for s in sliders])
+    cvs = [float(np.std(scores[s]["step_effects"]) / np.mean(scores[s]["step_effects"])) for s in sliders]
+    return {"effect_at_1_spread": round(float(np.max(np.abs(effects / effects.mean() - 1))), 4),
+            "step_cv": round(float(np.mean(cvs)), 4), "step_cv_max": round(float(np.max(cvs)), 4),
+            "effect_at_1": {s: scores[s]["effect_at_1"] for s in sliders}}  # fmt: skip
+
+
+def gan_varies(probe) -> list[str]:
+    """The world attributes the toy GAN itself varies along some style channel or w direction."""
+    from stylegan_bridge.mining import load_gan
+    from stylegan_bridge.style_space import style_stats
+    from toyworld.gan_attributes import gan_varies as measure
+    from toyworld.toy_gan import toy_gan_path
+
+    G, _ = load_gan(toy_gan_path(), device="cpu")
+    return measure(G, style_stats(G, num_samples=10_000, seed=0), probe)["varies"]
+
+
+def time_training(work: Path, index: dict, size: int, steps: int) -> dict:
+    """Seconds per slider, training only (`steps` steps), of the first `size` library sliders: one loop
+    each, then all in one loop, on fresh copies of their corpora (latents encoded again, as in the build)."""
+    from transfer.library.build import PipelineHolder, train_together
+    from transfer.library.plan import LibraryCandidate, LibrarySettings
+
+    settings = LibrarySettings(**{**index["settings"], "steps": steps, "gan": "toy", "model": "toy",
+                                  "device": "cpu", **_aliases()})  # fmt: skip
+    done = [s for s in index["sliders"] if s["status"] == "done"][:size]
+    holder = PipelineHolder(settings, "cpu")
+    holder.get()
+    seconds = {}
+    for way, groups in (("one_at_a_time", [[s] for s in done]), ("together", [done])):
+        root = work / "timing" / way
+        started = time.perf_counter()
+        for group in groups:
+            plans = []
+            for s in group:
+                shutil.copytree(work / "lib" / s["id"] / "corpus", root / s["id"] / "corpus",
+                                ignore=shutil.ignore_patterns("cache"))  # fmt: skip
+                entry = {
+                    **s["provenance"],
+                    "name": s["id"],
+                    "rank": s["rank"],
+                    "delta": s["provenance"]["discovery_delta"],
+                }
+                plans.append(settings.plan(LibraryCandidate.from_entry(entry, work / "cand"), root))
+            train_together(holder, plans)
+        seconds[way] = round((time.perf_counter() - started) / len(done), 1)
+    return {**seconds, "sliders": len(done), "steps": steps, "load": round(os.getloadavg()[0], 2)}
+
+
+def _aliases() -> dict:
+    from transfer.commands.aliases import gan_aliases, model_aliases
+
+    return {"gan_aliases": gan_aliases(), "model_aliases": model_aliases()}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--top", type=int, default=12, help="candidates to discover and build (12)")
+    parser.add_argument("--pairs", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=200, help="training steps per slider (200)")
+    parser.add_argument("--together", type=int, default=4, help="sliders per loop in the timing (4)")
+    parser.add_argument("--timing-steps", type=int, help="training steps of the timing (default: --steps)")
+    parser.add_argument("--seeds", type=int, default=8, help="evaluation seeds per prompt (8; x 4 prompts)")
+    parser.add_argument("--sample-steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--work", type=Path, help="keep everything here (default: a temp folder)")
+    parser.add_argument("--json", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Discover, build, score; print a table (and with --json one JSON line last)."""
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from toyworld import assets_dir
+    from toyworld.demo import find_probe_folder
+    from toyworld.probe import load_probe
+    from transfer.sdxl import load_sdxl
+
+    started, load = time.perf_counter(), os.getloadavg()[0]
+    probe = load_probe(find_probe_folder(assets_dir()))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        index, discover_s, build_s = build_library(work, args)
+        varies = gan_varies(probe)
+        pipe = load_sdxl("toy", device="cpu", dtype="float32", aliases=_aliases()["model_aliases"])
+        done = [s for s in index["sliders"] if s["status"] == "done"]
+        scores = {s["id"]: score_slider(pipe, probe, work / "lib" / s["file"], args) for s in done}
+        timing = time_training(work, index, args.together, args.timing_steps or args.steps) if done else {}
+    attributes = {a: recovered_by(scores, a) for a in varies} if scores else {}
+    recovered = sorted({m["slider"] for m in attributes.values() if m["recovered"]})
+    summary = {
+        "benchmark": "library_quality", "world": "toy", "top": args.top, "steps": args.steps,
+        "built": len(done), "failed": [f"{s['id']}: {s['reason']}" for s in index["sliders"] if s["status"] == "failed"],
+        "recovered": sum(m["recovered"] for m in attributes.values()), "of": len(varies),
+        "attributes": attributes, "gan_varies": varies,
+        "calibration": calibration_figures(scores, recovered),
+        "build_s": round(build_s, 1), "discover_s": round(discover_s, 1),
+        "s_per_slider": {"one_at_a_time": timing.get("one_at_a_time"), "together": timing.get("together")},
+        "timing": {**timing, "build_train_mean_s": round(float(np.mean([s["seconds"]["train"] for s in done])), 1)
+                   if done else None},
+        "sliders": {name: compact(score) for name, score in scores.items()}, "goals": GOALS, "seconds": round(time.perf_counter() - started, 1),
+        "torch_threads": torch.get_num_threads(), "load_at_start": round(load, 2),
+        "load_at_end": round(os.getloadavg()[0], 2),
+    }  # fmt: skip
+    print(f"{'attribute':<12}{'slider':<16}{'spearman':>9}{'off-tgt':>9}{'effect':>8}  recovered")
+    for name, m in attributes.items():
+        print(f"{name:<12}{m['slider']:<16}{m['spearman']:>9.3f}{m['off_target']:>9.1%}{m['effect_std']:>8.2f}  {m['recovered']}")  # fmt: skip
+    print(f"recovered {summary['recovered']} of {summary['of']}; calibration {summary['calibration']}")
+    print(f"build {build_s:.0f} s; seconds per slider: {summary['s_per_slider']}")
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
