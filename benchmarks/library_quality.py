@@ -171,9 +171,10 @@ def calibration_figures(scores: dict[str, dict], sliders: list[str]) -> dict:
 
 def gan_varies(probe) -> list[str]:
     """The world attributes the toy GAN itself varies along some style channel or w direction."""
+    from toyworld.gan_attributes import gan_varies as measure
+
     from stylegan_bridge.mining import load_gan
     from stylegan_bridge.style_space import style_stats
-    from toyworld.gan_attributes import gan_varies as measure
     from toyworld.toy_gan import toy_gan_path
 
     G, _ = load_gan(toy_gan_path(), device="cpu")
@@ -183,12 +184,14 @@ def gan_varies(probe) -> list[str]:
 def time_training(work: Path, index: dict, size: int, steps: int) -> dict:
     """Seconds per slider, training only (`steps` steps), of the first `size` library sliders: one loop
     each, then all in one loop, on fresh copies of their corpora (latents encoded again, as in the build)."""
+    from stylegan_bridge.candidates import load_candidates
     from transfer.library.build import PipelineHolder, train_together
-    from transfer.library.plan import LibraryCandidate, LibrarySettings
+    from transfer.library.plan import LibrarySettings
 
     settings = LibrarySettings(**{**index["settings"], "steps": steps, "gan": "toy", "model": "toy",
                                   "device": "cpu", **_aliases()})  # fmt: skip
     done = [s for s in index["sliders"] if s["status"] == "done"][:size]
+    candidates = {c.name: c for c in load_candidates(work / "cand" / "candidates.json").entries}
     holder = PipelineHolder(settings, "cpu")
     holder.get()
     seconds = {}
@@ -200,13 +203,7 @@ def time_training(work: Path, index: dict, size: int, steps: int) -> dict:
             for s in group:
                 shutil.copytree(work / "lib" / s["id"] / "corpus", root / s["id"] / "corpus",
                                 ignore=shutil.ignore_patterns("cache"))  # fmt: skip
-                entry = {
-                    **s["provenance"],
-                    "name": s["id"],
-                    "rank": s["rank"],
-                    "delta": s["provenance"]["discovery_delta"],
-                }
-                plans.append(settings.plan(LibraryCandidate.from_entry(entry, work / "cand"), root))
+                plans.append(settings.plan(candidates[s["id"]], root))
             train_together(holder, plans)
         seconds[way] = round((time.perf_counter() - started) / len(done), 1)
     return {**seconds, "sliders": len(done), "steps": steps, "load": round(os.getloadavg()[0], 2)}

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from stylegan_bridge.candidates import CandidateEntry, load_candidates
 from stylegan_bridge.config import GeneratorConfig
 from stylegan_bridge.direction_file import Direction, DirectionFile, file_sha256, save_directions
 from stylegan_bridge.loading import export_generator, load_generator
 from stylegan_bridge.networks import Generator
 from stylegan_bridge.style_space import style_layers
-from transfer.library.plan import LibraryCandidate, LibrarySettings
+from transfer.library.plan import LibrarySettings
 
 TINY_GAN = GeneratorConfig(
     z_dim=8, w_dim=8, img_resolution=16, channel_base=128, channel_max=16,
@@ -70,10 +71,9 @@ def write_candidates(folder: Path, gan: Path, entries: list[dict]) -> Path:
     return path
 
 
-def read_candidates(path: Path) -> list[LibraryCandidate]:
-    """The library's view of a hand-written candidates.json."""
-    entries = json.loads(path.read_text())["candidates"]
-    return [LibraryCandidate.from_entry(entry, path.parent) for entry in entries]
+def read_candidates(path: Path) -> list[CandidateEntry]:
+    """The entries of a hand-written candidates.json, through discover's loader."""
+    return load_candidates(path).entries
 
 
 def tiny_settings(gan: Path, model: Path, **changes) -> LibrarySettings:

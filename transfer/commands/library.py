@@ -138,25 +138,38 @@ def generator_record(gan: str, aliases: dict[str, Path]) -> dict[str, Any]:
 
 
 def load_library_candidates(path: Path, sha256: str, top: int | None = None) -> list:
-    """The candidates of a candidates.json made for the generator with `sha256` (the best `top`)."""
-    from stylegan_bridge.discovery import load_candidates
-    from transfer.library.plan import LibraryCandidate
+    """The entries of a candidates.json made for the generator with `sha256` (the best `top`)."""
+    from stylegan_bridge.candidates import load_candidates
 
-    data = load_candidates(path, sha256)
-    candidates = [LibraryCandidate.from_entry(entry, Path(path).parent) for entry in data["candidates"]]
-    return candidates[:top] if top else candidates
+    entries = load_candidates(path, sha256).entries
+    return entries[:top] if top else entries
 
 
-def discover_candidates(args: argparse.Namespace, root: Path, generator: dict, shard) -> Path:
-    """Discovery into `root/candidates/` by the main process (kept if it already holds --top candidates)."""
-    from stylegan_bridge.discovery import DiscoveryConfig, run_discovery
+def discover_candidates(args: argparse.Namespace, root: Path, sha256: str, shard) -> Path:
+    """`concept-transfer discover` into `root/candidates/` by the main process, unless it already holds
+    --top candidates of this generator (a grown --top discovers again)."""
+    from transfer.commands import discover
 
-    folder = root / "candidates"
-    if shard.is_main:
-        config = DiscoveryConfig(top=args.top, seed=args.seed)
-        run_discovery(generator["path"], config, folder, device=shard.device(args.device))
+    path = root / "candidates" / "candidates.json"
+    if shard.is_main and not _holds(path, sha256, args.top or DEFAULT_TOP):
+        parser = argparse.ArgumentParser(prog="concept-transfer")
+        discover.register(parser.add_subparsers())
+        command = ["discover", "--gan", args.gan, "--top", str(args.top or DEFAULT_TOP), "--seed", str(args.seed),
+                   "--out", str(path.parent), "--force", *(["--device", args.device] if args.device else [])]  # fmt: skip
+        options = parser.parse_args(command)
+        options.func(options)
     shard.barrier()
-    return folder / "candidates.json"
+    return path
+
+
+def _holds(path: Path, sha256: str, top: int) -> bool:
+    """Whether a candidates.json of this generator with at least `top` candidates is at `path`."""
+    if not path.is_file():
+        return False
+    try:
+        return len(load_library_candidates(path, sha256)) >= top
+    except ValueError:
+        return False
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -170,7 +183,7 @@ def run_build(args: argparse.Namespace) -> int:
     generator = generator_record(args.gan, settings.gan_aliases)
     root = prepare_out(args.out)
     with sharded() as shard:
-        cand_file = args.candidates or discover_candidates(args, root, generator, shard)
+        cand_file = args.candidates or discover_candidates(args, root, generator["sha256"], shard)
         top = None if args.candidates else args.top or DEFAULT_TOP
         candidates = load_library_candidates(cand_file, generator["sha256"], top)
         record = {k: v for k, v in generator.items() if k != "path"}

@@ -26,6 +26,7 @@ from sliders.checkpoint import checkpoint_path
 from sliders.text_slider import free_text_encoders
 from sliders.trainer import train_slider_group
 from sliders.visual_slider import VisualSliderTask
+from stylegan_bridge.candidates import CandidateEntry
 from transfer.library.index import (
     BUILD_FILE,
     ENTRY_FILE,
@@ -36,7 +37,7 @@ from transfer.library.index import (
     write_index,
     write_json,
 )
-from transfer.library.plan import LibraryCandidate, LibrarySettings
+from transfer.library.plan import LibrarySettings, check_names, edit_provenance
 from transfer.library.sharding import Shard
 from transfer.library.together import VisualSliderGroup
 from transfer.recipe import TransferPlan, mine_stage, sweep_stage
@@ -54,9 +55,7 @@ def build_record(settings: LibrarySettings, generator: Mapping[str, Any]) -> dic
     }
 
 
-def pending_record(
-    candidate: LibraryCandidate, plan: TransferPlan, build: Mapping[str, Any]
-) -> dict[str, Any]:
+def pending_record(candidate: CandidateEntry, plan: TransferPlan, build: Mapping[str, Any]) -> dict[str, Any]:
     """A candidate's index record before its slider is finished."""
     mining = plan.mining
     return {
@@ -68,7 +67,7 @@ def pending_record(
         "file": f"{candidate.name}/{plan.slider_path.name}",
         "provenance": {
             "generator_sha256": build["generator"]["sha256"],
-            **candidate.describe(),
+            **edit_provenance(candidate),
             "discovery_delta": candidate.delta,
             "delta": mining.delta,
             "levels": list(mining.levels),
@@ -85,7 +84,7 @@ def pending_record(
     }
 
 
-def work_units(candidates: Sequence[LibraryCandidate], together: int) -> list[list[LibraryCandidate]]:
+def work_units(candidates: Sequence[CandidateEntry], together: int) -> list[list[CandidateEntry]]:
     """Candidates in rank order, cut into consecutive groups of `together` (one training loop each)."""
     ordered = sorted(candidates, key=lambda c: c.rank)
     return [ordered[i : i + together] for i in range(0, len(ordered), together)]
@@ -95,7 +94,7 @@ def work_units(candidates: Sequence[LibraryCandidate], together: int) -> list[li
 class SliderWork:
     """One unfinished slider of this build: its candidate, its plan and its record (entry.json to be)."""
 
-    candidate: LibraryCandidate
+    candidate: CandidateEntry
     plan: TransferPlan
     record: dict[str, Any]
 
@@ -240,7 +239,7 @@ def preview(holder: PipelineHolder, work: SliderWork, root: Path) -> None:
     ]
 
 
-def build_unit(holder: PipelineHolder, unit: Sequence[LibraryCandidate], settings: LibrarySettings, root: Path,
+def build_unit(holder: PipelineHolder, unit: Sequence[CandidateEntry], settings: LibrarySettings, root: Path,
                build: Mapping[str, Any], say: Say) -> None:  # fmt: skip
     """Finish every slider of one work unit that is not done yet (see the module docstring)."""
     works = []
@@ -269,10 +268,11 @@ def build_unit(holder: PipelineHolder, unit: Sequence[LibraryCandidate], setting
             work.finish(say)
 
 
-def build_library(settings: LibrarySettings, candidates: Sequence[LibraryCandidate], root: Path,
+def build_library(settings: LibrarySettings, candidates: Sequence[CandidateEntry], root: Path,
                   generator: Mapping[str, Any], shard: Shard | None = None, say: Say = print) -> dict[str, Any] | None:  # fmt: skip
     """Build this process's share of the library in `root`; the main process returns the written index."""
     root, shard = Path(root), shard or Shard()
+    check_names(candidates)
     root.mkdir(parents=True, exist_ok=True)
     build = build_record(settings, generator)
     check_build(root, build)

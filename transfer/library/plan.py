@@ -1,8 +1,8 @@
 """What a library build makes of each candidate: its settings, and one GAN -> slider plan per candidate.
 
-A candidate is one entry of `candidates.json` (written by `concept-transfer discover`): a style channel
-(`layer`, `channel`) or a w direction (`direction_file`, `direction_index`), the edit size `delta` it was
-judged at, and its scores. Its slider lives in `<lib>/<candidate name>/`, made by the same stages as
+A candidate is one entry of `candidates.json` (`stylegan_bridge.candidates.CandidateEntry`, written by
+`concept-transfer discover`): a style channel (`layer`, `channel`) or a w direction (`direction_file`,
+`direction_index`), the edit size `delta` it was judged at, and its scores. Its slider lives in `<lib>/<candidate name>/`, made by the same stages as
 `concept-transfer transfer` (`transfer.recipe`): corpus/, slider.safetensors, sweep/.
 """
 
@@ -10,82 +10,39 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sliders.config import TrainSettings
 from sliders.visual_slider import VisualSliderConfig
+from stylegan_bridge.candidates import CandidateEntry
 from stylegan_bridge.mining import MiningConfig
 from transfer.gate import GateSpec
 from transfer.recipe import DEFAULT_PROMPTS, TransferPlan
 
 # A candidate's name names its folder: no separators, no leading dot (`L3_72_64.c0`, `pca3`).
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
-KINDS = ("channel", "w_direction")
 
 
-@dataclass(frozen=True)
-class LibraryCandidate:
-    """One candidate of `candidates.json`, resolved against the folder that holds the file."""
+def check_names(candidates: Sequence[CandidateEntry]) -> None:
+    """Every candidate name must be usable as a folder name, and unique (ValueError naming it)."""
+    seen = set()
+    for candidate in candidates:
+        if not SAFE_NAME.match(candidate.name):
+            raise ValueError(f"candidate {candidate.name!r}: a name must be letters, digits and _ . + - only")
+        if candidate.name in seen:
+            raise ValueError(f"candidate {candidate.name!r}: two candidates have this name")
+        seen.add(candidate.name)
 
-    name: str
-    rank: int
-    kind: str
-    delta: float
-    layer: str | None = None
-    channel: int | None = None
-    direction_file: Path | None = None
-    direction_index: int | None = None
-    scores: dict[str, float] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if not SAFE_NAME.match(self.name):
-            raise ValueError(f"candidate {self.name!r}: a name must be letters, digits and _ . + - only")
-        if self.kind not in KINDS:
-            raise ValueError(f"candidate {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-        if not (self.delta > 0 and math.isfinite(self.delta)):
-            raise ValueError(f"candidate {self.name!r}: delta must be a finite number > 0, got {self.delta}")
-        if self.kind == "channel" and (self.layer is None or self.channel is None):
-            raise ValueError(f"candidate {self.name!r}: a channel candidate needs 'layer' and 'channel'")
-        if self.kind == "w_direction" and (self.direction_file is None or self.direction_index is None):
-            raise ValueError(
-                f"candidate {self.name!r}: a w_direction candidate needs 'direction_file' and 'direction_index'"
-            )
-
-    @classmethod
-    def from_entry(cls, entry: Mapping[str, Any], folder: Path) -> LibraryCandidate:
-        """A candidate from its `candidates.json` entry; `direction_file` is relative to `folder`."""
-        direction = entry.get("direction_file")
-        try:
-            return cls(
-                name=str(entry["name"]),
-                rank=int(entry["rank"]),
-                kind=str(entry["kind"]),
-                delta=float(entry["delta"]),
-                layer=entry.get("layer") if entry.get("kind") == "channel" else None,
-                channel=entry.get("channel") if entry.get("kind") == "channel" else None,
-                direction_file=Path(folder) / direction
-                if direction and entry.get("kind") != "channel"
-                else None,
-                direction_index=entry.get("direction_index"),
-                scores={k: float(v) for k, v in (entry.get("scores") or {}).items()},
-            )
-        except (KeyError, TypeError) as error:
-            raise ValueError(
-                f"candidate {entry.get('name', '?')!r}: missing or malformed field {error}"
-            ) from None
-
-    def describe(self) -> dict[str, Any]:
-        """What the edit is, JSON-ready (the index's provenance): kind, layer/channel or direction."""
-        if self.kind == "channel":
-            return {"kind": self.kind, "layer": self.layer, "channel": self.channel}
-        return {
-            "kind": self.kind,
-            "direction_file": self.direction_file.name,
-            "direction_index": self.direction_index,
-        }
+def edit_provenance(candidate: CandidateEntry) -> dict[str, Any]:
+    """What the candidate's edit is, JSON-ready (the index's provenance): layer/channel or direction."""
+    if candidate.kind == "channel":
+        return {"kind": candidate.kind, "layer": candidate.layer, "channel": candidate.channel}
+    return {"kind": candidate.kind, "direction_file": Path(candidate.direction_file).name,
+            "direction_index": candidate.direction_index}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -151,7 +108,7 @@ class LibrarySettings:
             concept=concept, resolution=self.resolution, batch_size=self.batch, train=train
         )
 
-    def plan(self, candidate: LibraryCandidate, root: Path) -> TransferPlan:
+    def plan(self, candidate: CandidateEntry, root: Path) -> TransferPlan:
         """The mine -> train -> sweep plan of one candidate, in `root/<candidate name>/`."""
         edit: dict[str, Any] = (
             {"layer": candidate.layer, "channel": candidate.channel}
