@@ -132,3 +132,22 @@ def test_rename_and_show(world, tiny_sdxl_path, tmp_path, capsys):
     assert "eye size" in capsys.readouterr().out
     assert main(["library", "rename", str(lib), "nope", "x"]) == 2
     assert "no slider 'nope' (sliders: L3_72_64.c0)" in _error(capsys)
+
+
+@pytest.mark.slow
+def test_without_candidates_the_build_discovers_them_once(world, tiny_sdxl_path, tmp_path, capsys):
+    gan, candidates, prompts = world
+    args = build_args(gan, tiny_sdxl_path, tmp_path / "lib", candidates, "--top", "2", "--components", "2",
+                      "--prompts", str(prompts),
+                      "--calibration-scales", "-2,2")  # fmt: skip
+    i = args.index("--candidates")
+    del args[i : i + 2]
+    assert main(args) == 0
+    found = tmp_path / "lib" / "candidates" / "candidates.json"
+    names = [c["name"] for c in json.loads(found.read_text())["candidates"]]
+    index = json.loads((tmp_path / "lib" / "index.json").read_text())
+    assert len(names) == 2 and [s["id"] for s in index["sliders"]] == names
+    assert index["counts"]["done"] == 2
+    discovered_at = found.stat().st_mtime_ns
+    assert main(args) == 0  # nothing left to do: the candidates and the sliders are kept
+    assert found.stat().st_mtime_ns == discovered_at

@@ -53,6 +53,7 @@ def _register_build(actions: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--top", type=int, help=f"discover this many candidates (default {DEFAULT_TOP})")
     source.add_argument("--candidates", type=Path, help="candidates.json from `concept-transfer discover`")
+    p.add_argument("--components", type=int, help="discovery: w directions per method (default: discover's)")
     p.add_argument(
         "--pairs", type=int, default=default.pairs, help=f"seeds to mine per slider ({default.pairs})"
     )
@@ -155,7 +156,9 @@ def discover_candidates(args: argparse.Namespace, root: Path, sha256: str, shard
         parser = argparse.ArgumentParser(prog="concept-transfer")
         discover.register(parser.add_subparsers())
         command = ["discover", "--gan", args.gan, "--top", str(args.top or DEFAULT_TOP), "--seed", str(args.seed),
-                   "--out", str(path.parent), "--force", *(["--device", args.device] if args.device else [])]  # fmt: skip
+                   "--out", str(path.parent), "--force", "--quiet", "--stats-samples", str(args.stats_samples),
+                   *(["--device", args.device] if args.device else []),
+                   *(["--components", str(args.components)] if args.components is not None else [])]  # fmt: skip
         options = parser.parse_args(command)
         options.func(options)
     shard.barrier()
