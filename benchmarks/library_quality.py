@@ -131,10 +131,26 @@ def score_slider(pipe, probe, path: Path, args: argparse.Namespace) -> dict:
         q = quality(values, USER_SCALES, name)
         sign = 1.0 if q["effect_std"] >= 0 else -1.0
         attributes[name] = {"spearman": round(sign * q["spearman"], 4), "off_target": q["off_target"],
-                            "effect_std": round(abs(q["effect_std"]), 4), "direction": "+" if sign > 0 else "-"}  # fmt: skip
+                            "effect_std": round(abs(q["effect_std"]), 4), "direction": "+" if sign > 0 else "-",
+                            **probe_steps(values[name], name)}  # fmt: skip
     at_1, steps = latent_effects(latents)
     return {"attributes": attributes, "effect_at_1": round(at_1, 5), "step_effects": [round(s, 5) for s in steps],
             "raw_scales": [round(r, 4) for r in raw]}  # fmt: skip
+
+
+def probe_steps(values: np.ndarray, attribute: str) -> dict:
+    """The probe's view of the calibration: |change| at user +-1 and the CV of the four step changes
+    (means over prompts x seeds, world stds) of one attribute [P, S, K]."""
+    from toyworld.world import WORLD_STD
+
+    means = values.mean(axis=(0, 2)) / WORLD_STD[attribute]  # per user scale
+    zero = USER_SCALES.index(0.0)
+    at_1 = (abs(means[zero + 1] - means[zero]) + abs(means[zero - 1] - means[zero])) / 2
+    steps = np.abs(np.diff(means))
+    return {
+        "at_1": round(float(at_1), 4),
+        "step_cv": round(float(np.std(steps) / max(np.mean(steps), 1e-9)), 4),
+    }
 
 
 def recovered_by(scores: dict[str, dict], attribute: str) -> dict:
@@ -158,23 +174,32 @@ def compact(score: dict) -> dict:
             **{k: score[k] for k in ("effect_at_1", "step_effects", "raw_scales")}}  # fmt: skip
 
 
-def calibration_figures(scores: dict[str, dict], sliders: list[str]) -> dict:
-    """effect_at_1_spread and step_cv over `sliders` (the recovered ones; see the module docstring)."""
-    if not sliders:
+def calibration_figures(scores: dict[str, dict], attributes: dict[str, dict]) -> dict:
+    """effect_at_1_spread and step_cv over the recovered sliders (module docstring), in the calibration's
+    latent distance; and the same in the probe's world stds of the attribute each one recovered."""
+    recovered = {m["slider"]: a for a, m in attributes.items() if m["recovered"]}
+    if not recovered:
         return {"effect_at_1_spread": None, "step_cv": None}
-    effects = np.array([scores[s]["effect_at_1"] for s in sliders])
-    cvs = [float(np.std(scores[s]["step_effects"]) / np.mean(scores[s]["step_effects"])) for s in sliders]
-    return {"effect_at_1_spread": round(float(np.max(np.abs(effects / effects.mean() - 1))), 4),
-            "step_cv": round(float(np.mean(cvs)), 4), "step_cv_max": round(float(np.max(cvs)), 4),
-            "effect_at_1": {s: scores[s]["effect_at_1"] for s in sliders}}  # fmt: skip
+
+    def spread(values: list[float]) -> float:
+        values = np.asarray(values)
+        return round(float(np.max(np.abs(values / values.mean() - 1))), 4)
+
+    effects = [scores[s]["effect_at_1"] for s in recovered]
+    cvs = [float(np.std(scores[s]["step_effects"]) / np.mean(scores[s]["step_effects"])) for s in recovered]
+    probe = [scores[s]["attributes"][a] for s, a in recovered.items()]
+    return {"effect_at_1_spread": spread(effects), "step_cv": round(float(np.mean(cvs)), 4),
+            "step_cv_max": round(float(np.max(cvs)), 4), "effect_at_1": dict(zip(recovered, effects)),
+            "probe_effect_at_1_spread": spread([m["at_1"] for m in probe]),
+            "probe_step_cv": round(float(np.mean([m["step_cv"] for m in probe])), 4),
+            "probe_at_1": {s: m["at_1"] for s, m in zip(recovered, probe)}}  # fmt: skip
 
 
 def gan_varies(probe) -> list[str]:
     """The world attributes the toy GAN itself varies along some style channel or w direction."""
-    from toyworld.gan_attributes import gan_varies as measure
-
     from stylegan_bridge.mining import load_gan
     from stylegan_bridge.style_space import style_stats
+    from toyworld.gan_attributes import gan_varies as measure
     from toyworld.toy_gan import toy_gan_path
 
     G, _ = load_gan(toy_gan_path(), device="cpu")
@@ -256,13 +281,12 @@ def main(argv: list[str] | None = None) -> int:
         scores = {s["id"]: score_slider(pipe, probe, work / "lib" / s["file"], args) for s in done}
         timing = time_training(work, index, args.together, args.timing_steps or args.steps) if done else {}
     attributes = {a: recovered_by(scores, a) for a in varies} if scores else {}
-    recovered = sorted({m["slider"] for m in attributes.values() if m["recovered"]})
     summary = {
         "benchmark": "library_quality", "world": "toy", "top": args.top, "steps": args.steps,
         "built": len(done), "failed": [f"{s['id']}: {s['reason']}" for s in index["sliders"] if s["status"] == "failed"],
         "recovered": sum(m["recovered"] for m in attributes.values()), "of": len(varies),
         "attributes": attributes, "gan_varies": varies,
-        "calibration": calibration_figures(scores, recovered),
+        "calibration": calibration_figures(scores, attributes),
         "build_s": round(build_s, 1), "discover_s": round(discover_s, 1),
         "s_per_slider": {"one_at_a_time": timing.get("one_at_a_time"), "together": timing.get("together")},
         "timing": {**timing, "build_train_mean_s": round(float(np.mean([s["seconds"]["train"] for s in done])), 1)
