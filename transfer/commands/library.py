@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_build(actions: argparse._SubParsersAction) -> None:
+    from dataclasses import fields
+
+    from transfer.commands.arguments import allow_negative_values
     from transfer.library.plan import LibrarySettings
 
-    default = LibrarySettings(gan="", model="")
+    default = argparse.Namespace(**{f.name: f.default for f in fields(LibrarySettings)})
     p = actions.add_parser(
         "build",
         help="candidates -> pairs -> visual slider -> calibration -> preview, for every candidate",
@@ -84,7 +86,7 @@ def _register_build(actions: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device", help="cuda, mps or cpu (default: the best available; cuda:<local rank> sharded)"
     )
-    p._negative_number_matcher = re.compile(r"^-\.?\d")
+    allow_negative_values(p)  # `--calibration-scales -2,2`
     p.set_defaults(func=run_build)
 
 
@@ -92,10 +94,9 @@ def settings_from_args(args: argparse.Namespace):
     """The validated `LibrarySettings` of a command line."""
     from stylegan_bridge.mining import parse_levels
     from transfer.commands.aliases import gan_aliases, model_aliases
-    from transfer.commands.apply import parse_floats, parse_ints
+    from transfer.commands.arguments import parse_floats, parse_ints
     from transfer.commands.transfer_cmd import read_prompts
     from transfer.library.plan import LibrarySettings
-    from transfer.recipe import DEFAULT_PROMPTS
 
     seeds = parse_ints(args.seeds, "--seeds")
     scales = (
@@ -106,7 +107,7 @@ def settings_from_args(args: argparse.Namespace):
         levels=parse_levels(args.levels), symmetric=not args.no_symmetric, resolution=args.resolution,
         stats_samples=args.stats_samples, steps=args.steps, lr=args.lr, rank=args.rank, batch=args.batch,
         together=args.together, checkpoint_every=args.checkpoint_every, seed=args.seed,
-        prompts=read_prompts(args.prompts) if args.prompts else DEFAULT_PROMPTS, preview_seeds=seeds,
+        prompts=read_prompts(args.prompts) if args.prompts else None, preview_seeds=seeds,
         sample_steps=args.sample_steps, guidance=args.guidance, size=args.size, calibration_seeds=seeds,
         calibration_scales=scales,
         device=args.device, gan_aliases=gan_aliases(), model_aliases=model_aliases(),

@@ -2,8 +2,9 @@
 
 A candidate is one entry of `candidates.json` (`stylegan_bridge.candidates.CandidateEntry`, written by
 `concept-transfer discover`): a style channel (`layer`, `channel`) or a w direction (`direction_file`,
-`direction_index`), the edit size `delta` it was judged at, and its scores. Its slider lives in `<lib>/<candidate name>/`, made by the same stages as
-`concept-transfer transfer` (`transfer.recipe`): corpus/, slider.safetensors, sweep/.
+`direction_index`), the edit size `delta` it was judged at, and its scores. Its slider lives in
+`<lib>/<candidate name>/`, made by the same stages as `concept-transfer transfer` (`transfer.recipe`):
+corpus/, slider.safetensors, sweep/. Torch-free at import (the command line's help reads the defaults).
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sliders.config import TrainSettings
-from sliders.visual_slider import VisualSliderConfig
-from stylegan_bridge.candidates import CandidateEntry
-from stylegan_bridge.mining import MiningConfig
-from transfer.gate import GateSpec
-from transfer.recipe import DEFAULT_PROMPTS, TransferPlan
+
+if TYPE_CHECKING:
+    from sliders.visual_slider import VisualSliderConfig
+    from stylegan_bridge.candidates import CandidateEntry
+    from stylegan_bridge.mining import MiningConfig
+    from transfer.recipe import TransferPlan
 
 # A candidate's name names its folder: no separators, no leading dot (`L3_72_64.c0`, `pca3`).
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
@@ -73,7 +75,7 @@ class LibrarySettings:
     together: int = 1
     checkpoint_every: int = 0
     seed: int = 0
-    prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    prompts: tuple[str, ...] | None = None  # None: four prompts that are not faces (transfer.recipe's)
     preview_scales: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
     preview_seeds: tuple[int, ...] = (0, 1)
     sample_steps: int = 30
@@ -86,6 +88,10 @@ class LibrarySettings:
     model_aliases: dict[str, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.prompts is None:
+            from transfer.recipe import DEFAULT_PROMPTS
+
+            object.__setattr__(self, "prompts", DEFAULT_PROMPTS)
         if self.together < 1:
             raise ValueError(f"--together must be >= 1, got {self.together}")
         if not (self.delta_scale > 0 and math.isfinite(self.delta_scale)):
@@ -97,11 +103,15 @@ class LibrarySettings:
 
     def mining(self, delta: float) -> MiningConfig:
         """The mining settings of a candidate judged at `delta`."""
+        from stylegan_bridge.mining import MiningConfig
+
         return MiningConfig(pairs=self.pairs, delta=delta * self.delta_scale, levels=self.levels, psi=self.psi,
                             seed=self.seed, resolution=self.resolution, symmetric=self.symmetric)  # fmt: skip
 
     def slider_config(self, concept: str) -> VisualSliderConfig:
         """The visual-slider settings (the concept is the slider's name)."""
+        from sliders.visual_slider import VisualSliderConfig
+
         train = TrainSettings(steps=self.steps, lr=self.lr, rank=self.rank, alpha=self.alpha, seed=self.seed,
                               checkpoint_every=self.checkpoint_every)  # fmt: skip
         return VisualSliderConfig(
@@ -110,6 +120,9 @@ class LibrarySettings:
 
     def plan(self, candidate: CandidateEntry, root: Path) -> TransferPlan:
         """The mine -> train -> sweep plan of one candidate, in `root/<candidate name>/`."""
+        from transfer.gate import GateSpec
+        from transfer.recipe import TransferPlan
+
         edit: dict[str, Any] = (
             {"layer": candidate.layer, "channel": candidate.channel}
             if candidate.kind == "channel"
