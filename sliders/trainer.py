@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,7 +356,8 @@ def run_training(
     return run, accelerator
 
 
-def _slider_out(out: str | Path) -> Path:
+def slider_out(out: str | Path) -> Path:
+    """`out` checked to be a .safetensors path (ValueError naming --out), its folder created."""
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ValueError(f"--out {out}: a slider file must end in .safetensors")
@@ -375,47 +376,10 @@ def train_slider(
     show_progress: bool = True,
 ) -> Path:
     """Train the slider of `task` for `settings.steps` steps and save it to `out` (.safetensors)."""
-    out = _slider_out(out)
+    out = slider_out(out)
     run, accelerator = run_training(task, settings, [DEFAULT_ADAPTER], out, resume=resume, on_step_end=on_step_end,
                                     show_progress=show_progress)  # fmt: skip
     if accelerator.is_main_process:
         save_result(out, task, run, settings, base_model)
     accelerator.wait_for_everyone()
     return out
-
-
-class SliderGroupTask(SliderTask, Protocol):
-    """Several sliders in one loop: `members[name]` is the slider of adapter `name` on `unet`.
-
-    `compute_loss` trains them all at once; a member task gives its file's metadata, and
-    `member_losses(name)` its own loss per completed step.
-    """
-
-    members: Mapping[str, SliderTask]
-
-    def member_losses(self, name: str) -> list[float]:
-        """The loss of member `name` at every completed step."""
-
-
-def train_slider_group(
-    task: SliderGroupTask,
-    settings: TrainSettings,
-    outs: Mapping[str, str | Path],
-    checkpoint_for: Path,
-    *,
-    base_model: str,
-    resume: bool = False,
-    show_progress: bool = True,
-    data_parallel: bool = True,
-) -> list[Path]:
-    """Train the members of `task` in one loop (one checkpoint, at that of `checkpoint_for`); member
-    `name` is saved to `outs[name]` with its own metadata and loss log."""
-    paths = {name: _slider_out(out) for name, out in outs.items()}
-    run, accelerator = run_training(task, settings, list(paths), Path(checkpoint_for), resume=resume,
-                                    show_progress=show_progress, data_parallel=data_parallel)  # fmt: skip
-    if accelerator.is_main_process:
-        for name, out in paths.items():
-            member_run = RunState(run.step, task.member_losses(name))
-            save_result(out, task.members[name], member_run, settings, base_model, adapter_name=name)
-    accelerator.wait_for_everyone()
-    return list(paths.values())

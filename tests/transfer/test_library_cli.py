@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -61,13 +62,33 @@ def test_bad_input_is_one_line_and_exit_2(world, tiny_sdxl_path, tmp_path, capsy
     assert message in _error(capsys)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_unwritable_out_folder(world, tiny_sdxl_path, tmp_path, capsys):
+def test_unwritable_out_folder(world, tiny_sdxl_path, tmp_path, capsys, monkeypatch):
     gan, candidates, _ = world
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
+    if os.geteuid() == 0:  # root writes into read-only folders: the file system refuses it instead
+
+        def refused(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "NamedTemporaryFile", refused)
     assert main(build_args(gan, tiny_sdxl_path, locked, candidates)) == 2
-    assert f"--out {locked}: cannot write there" in _error(capsys)
+    assert f"--out {locked}: cannot write there (Permission denied)" in _error(capsys)
+    assert not (locked / "build.json").exists()
+
+
+def test_command_line_defaults_are_the_library_settings_defaults(world, tiny_sdxl_path, tmp_path):
+    from transfer.cli import build_parser
+    from transfer.commands.aliases import gan_aliases, model_aliases
+    from transfer.commands.library import settings_from_args
+    from transfer.library.plan import LibrarySettings
+
+    gan = str(world[0])
+    args = build_parser().parse_args(
+        ["library", "build", "--gan", gan, "--model", "m", "--out", str(tmp_path)]
+    )
+    expected = LibrarySettings(gan=gan, model="m", gan_aliases=gan_aliases(), model_aliases=model_aliases())
+    assert settings_from_args(args) == expected
 
 
 def test_candidates_of_another_generator_are_refused(world, tiny_sdxl_path, tmp_path, capsys):

@@ -14,9 +14,9 @@ from sliders.config import TrainSettings
 from sliders.lora import per_sample_scale, slider_parameters
 from sliders.objectives import visual_slider_loss
 from sliders.slider_file import load_slider
-from sliders.trainer import prepare_sliders, train_slider_group
+from sliders.trainer import prepare_sliders
 from sliders.visual_slider import VisualSliderConfig, VisualSliderTask, train_visual_slider
-from transfer.library.together import VisualSliderGroup
+from transfer.library.together import VisualSliderGroup, train_slider_group
 from transfer.sdxl import load_sdxl
 
 RES = 32

@@ -24,7 +24,6 @@ from typing import Any
 from pair_datasets import Corpus
 from sliders.checkpoint import checkpoint_path
 from sliders.text_slider import free_text_encoders
-from sliders.trainer import train_slider_group
 from sliders.visual_slider import VisualSliderTask
 from stylegan_bridge.candidates import CandidateEntry
 from transfer.library.index import (
@@ -39,7 +38,7 @@ from transfer.library.index import (
 )
 from transfer.library.plan import LibrarySettings, check_names, edit_provenance
 from transfer.library.sharding import Shard
-from transfer.library.together import VisualSliderGroup
+from transfer.library.together import VisualSliderGroup, train_slider_group
 from transfer.recipe import TransferPlan, mine_stage, sweep_stage
 
 Say = Callable[[str], None]

@@ -10,23 +10,27 @@ member's pairs) in one UNet pass:
     loss      sum over members of visual_slider_loss(pred_A_k, pred_B_k, eps_k) averaged over k's pairs,
               so adapter k gets exactly the gradient its own pairs give it.
 
-A group of one is the single-slider task (tests compare the two, file for file).
+`train_slider_group` runs a group through the one training loop of `sliders.trainer` (`run_training`) and
+saves each member's adapter to its own file. A group of one is the single-slider task (tests compare the
+two, file for file).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
 from peft.tuners.lora import LoraLayer
 from torch import Tensor, nn
 
+from sliders.config import TrainSettings
 from sliders.lora import per_sample_scale
 from sliders.objectives import visual_slider_loss
 from sliders.prompts import PromptEmbedding
-from sliders.trainer import Backward
+from sliders.trainer import Backward, RunState, run_training, save_result, slider_out
 from sliders.visual_slider import PairBatch, VisualSliderTask
 
 
@@ -50,7 +54,8 @@ def routed_adapters(unet: nn.Module, adapter_per_sample: Sequence[str]) -> Itera
 
 
 class VisualSliderGroup:
-    """The visual-slider objective of several sliders at once (a `sliders.trainer.SliderGroupTask`)."""
+    """The visual-slider objective of several sliders at once (a `sliders.trainer.SliderTask` whose
+    `members[name]` is the slider of adapter `name`; `member_losses(name)` its own loss per step)."""
 
     def __init__(self, members: Mapping[str, VisualSliderTask]):
         if not members:
@@ -127,3 +132,27 @@ class VisualSliderGroup:
     def metadata_fields(self) -> dict[str, Any]:
         """Not used: every member's file gets its member's metadata (`train_slider_group`)."""
         return {}
+
+
+def train_slider_group(
+    group: VisualSliderGroup,
+    settings: TrainSettings,
+    outs: Mapping[str, str | Path],
+    checkpoint_for: Path,
+    *,
+    base_model: str,
+    resume: bool = False,
+    show_progress: bool = True,
+    data_parallel: bool = True,
+) -> list[Path]:
+    """Train the members of `group` in one loop (one checkpoint, that of `checkpoint_for`); member `name`
+    is saved to `outs[name]` with its own metadata and loss log."""
+    paths = {name: slider_out(out) for name, out in outs.items()}
+    run, accelerator = run_training(group, settings, list(paths), Path(checkpoint_for), resume=resume,
+                                    show_progress=show_progress, data_parallel=data_parallel)  # fmt: skip
+    if accelerator.is_main_process:
+        for name, out in paths.items():
+            member_run = RunState(run.step, group.member_losses(name))
+            save_result(out, group.members[name], member_run, settings, base_model, adapter_name=name)
+    accelerator.wait_for_everyone()
+    return list(paths.values())
