@@ -94,5 +94,5 @@ def build_args(gan: Path, model: Path, out: Path, candidates: Path, *extra: str)
     return [
         "library", "build", "--gan", str(gan), "--model", str(model), "--out", str(out),
         "--candidates", str(candidates), "--pairs", "2", "--steps", "2", "--batch", "1", "--resolution", "32",
-        "--stats-samples", "64", "--seeds", "0,1", "--sample-steps", "2", "--device", "cpu", *extra,
+        "--stats-samples", "64", "--seeds", "0,1", "--calibration-seeds", "0,1", "--sample-steps", "2", "--device", "cpu", *extra,
     ]  # fmt: skip

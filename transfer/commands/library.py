@@ -73,7 +73,9 @@ def _register_build(actions: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--prompts", type=Path, help="text file, one preview prompt per line (default: 4 non-face prompts)"
     )
-    p.add_argument("--seeds", default="0,1", help="preview and calibration seeds (0,1)")
+    p.add_argument("--seeds", default="0,1", help="preview seeds (0,1)")
+    p.add_argument("--calibration-seeds", default=",".join(map(str, default.calibration_seeds)),
+                   help="seeds the calibration measures on every --prompts prompt (%(default)s)")  # fmt: skip
     p.add_argument("--calibration-scales", help="raw weights the calibration measures (default: calibrate's)")
     p.add_argument("--sample-steps", type=int, default=default.sample_steps, help="sampling steps (30)")
     p.add_argument("--guidance", type=float, default=default.guidance)
@@ -99,6 +101,7 @@ def settings_from_args(args: argparse.Namespace):
     from transfer.library.plan import LibrarySettings
 
     seeds = parse_ints(args.seeds, "--seeds")
+    calibration_seeds = parse_ints(args.calibration_seeds, "--calibration-seeds")
     scales = (
         parse_floats(args.calibration_scales, "--calibration-scales") if args.calibration_scales else None
     )
@@ -108,7 +111,7 @@ def settings_from_args(args: argparse.Namespace):
         stats_samples=args.stats_samples, steps=args.steps, lr=args.lr, rank=args.rank, batch=args.batch,
         together=args.together, checkpoint_every=args.checkpoint_every, seed=args.seed,
         prompts=read_prompts(args.prompts) if args.prompts else None, preview_seeds=seeds,
-        sample_steps=args.sample_steps, guidance=args.guidance, size=args.size, calibration_seeds=seeds,
+        sample_steps=args.sample_steps, guidance=args.guidance, size=args.size, calibration_seeds=calibration_seeds,
         calibration_scales=scales,
         device=args.device, gan_aliases=gan_aliases(), model_aliases=model_aliases(),
     )  # fmt: skip

@@ -81,7 +81,7 @@ class LibrarySettings:
     sample_steps: int = 30
     guidance: float = 5.0
     size: int | None = None
-    calibration_seeds: tuple[int, ...] = (0, 1)
+    calibration_seeds: tuple[int, ...] = (0, 1, 2, 3)  # as `slider calibrate`: effects vary 20-30% by seed
     calibration_scales: tuple[float, ...] | None = None  # raw weights measured (None: calibrate's default)
     device: str | None = None
     gan_aliases: dict[str, Path] = field(default_factory=dict)
@@ -97,7 +97,9 @@ class LibrarySettings:
         if not (self.delta_scale > 0 and math.isfinite(self.delta_scale)):
             raise ValueError(f"--delta-scale must be a finite number > 0, got {self.delta_scale}")
         if len(self.calibration_seeds) * len(self.prompts) < 2:
-            raise ValueError("--prompts/--seeds: calibration needs at least two renders (prompts x seeds)")
+            raise ValueError(
+                "--prompts/--calibration-seeds: calibration needs at least two renders (prompts x seeds)"
+            )
         self.mining(1.0)  # every option fails now, before any slider is made
         self.slider_config("check")
 
