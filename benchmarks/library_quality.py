@@ -19,7 +19,8 @@
    trained again for `--timing-steps` steps, one loop each and all in one loop (training only).
 
     python benchmarks/library_quality.py --json          # hours on 2 shared CPU cores
-    python benchmarks/library_quality.py --top 4 --steps 60 --seeds 2   # a quick look
+    python benchmarks/library_quality.py --top 3 --pairs 16 --steps 40 --seeds 2 --sample-steps 10 \
+        --calibration-seeds 2 --preview-seeds 1 --together 3 --timing-steps 10 --json   # ~15 min: a look
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def build_library(work: Path, args: argparse.Namespace) -> tuple[dict, float, fl
         "library", "build", "--gan", "toy", "--model", "toy", "--candidates", cand / "candidates.json",
         "--out", lib, "--pairs", args.pairs, "--steps", args.steps, "--resolution", 64, "--prompts", prompts,
         "--sample-steps", args.sample_steps, "--guidance", args.guidance, "--size", 64, "--seed", args.seed,
-        "--device", "cpu",
+        "--device", "cpu", "--calibration-seeds", ",".join(map(str, range(args.calibration_seeds))),
+        "--seeds", ",".join(map(str, range(args.preview_seeds))),
     ])  # fmt: skip
     return json.loads((lib / "index.json").read_text()), discover_s, build_s
 
@@ -103,7 +105,7 @@ def sweep_latents(pipe, path: Path, args: argparse.Namespace) -> tuple[list[floa
 
 
 def seeds(args: argparse.Namespace) -> list[int]:
-    """The evaluation seeds (held out: the library's previews and calibration use 0, 1)."""
+    """The evaluation seeds (held out: the library's previews and calibration use 0, 1, ...)."""
     return [EVAL_SEED + args.seed + i for i in range(args.seeds)]
 
 
@@ -260,6 +262,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timing-steps", type=int, default=50, help="training steps per slider of the timing (50)"
     )
     parser.add_argument("--seeds", type=int, default=8, help="evaluation seeds per prompt (8; x 4 prompts)")
+    parser.add_argument(
+        "--calibration-seeds", type=int, default=4, help="seeds 0..N-1 of the calibration (4)"
+    )
+    parser.add_argument("--preview-seeds", type=int, default=2, help="seeds 0..N-1 of the previews (2)")
     parser.add_argument("--sample-steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -297,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         "build_s": round(build_s, 1),
         "s_per_slider": {"one_at_a_time": timing.get("one_at_a_time"), "together": timing.get("together")},
         "benchmark": "library_quality", "world": "toy", "top": args.top, "pairs": args.pairs,
-        "steps": args.steps, "eval_seeds": args.seeds, "built": len(done),
+        "steps": args.steps, "eval_seeds": args.seeds, "sample_steps": args.sample_steps,
+        "calibration_seeds": args.calibration_seeds, "built": len(done),
         "failed": [f"{s['id']}: {s['reason']}" for s in index["sliders"] if s["status"] == "failed"],
         "discover_s": round(discover_s, 1),
         "timing": {**timing, "build_train_mean_s": round(float(np.mean([s["seconds"]["train"] for s in done])), 1)
