@@ -12,7 +12,8 @@ import random
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,8 +129,32 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def make_accelerator(unet: nn.Module, settings: TrainSettings):
-    """An Accelerator whose mixed precision follows the UNet's dtype (fp32 and CPU: none)."""
+class SoloProcess:
+    """The part of accelerate's `Accelerator` the loop uses, for a process that trains its slider alone.
+
+    Under a multi-process launch that shards whole sliders (a library build), every process trains other
+    sliders: an Accelerator would average their gradients as if they were one slider's data-parallel run.
+    """
+
+    num_processes, process_index, is_main_process, scaler = 1, 0, True, None
+
+    def prepare(self, *objects: Any) -> tuple:
+        return objects
+
+    def backward(self, loss: Tensor) -> None:
+        loss.backward()
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
+def make_accelerator(unet: nn.Module, settings: TrainSettings, data_parallel: bool = True):
+    """An Accelerator whose mixed precision follows the UNet's dtype (fp32 and CPU: none).
+
+    `data_parallel=False`: a `SoloProcess` instead, whatever the launch (no gradient averaging).
+    """
+    if not data_parallel:
+        return SoloProcess()
     from accelerate import Accelerator
 
     on_cpu = next(unet.parameters()).device.type == "cpu"
@@ -143,9 +168,20 @@ def prepare_slider(
     unet: nn.Module, settings: TrainSettings, adapter_name: str = DEFAULT_ADAPTER
 ) -> list[nn.Parameter]:
     """Attach the slider (base frozen); factors train in fp32 whatever the UNet's dtype."""
+    return prepare_sliders(unet, settings, [adapter_name])
+
+
+def prepare_sliders(
+    unet: nn.Module, settings: TrainSettings, adapter_names: Sequence[str]
+) -> list[nn.Parameter]:
+    """Attach one slider adapter per name, all trainable (base frozen), factors in fp32."""
     unet.requires_grad_(False)
-    attach_slider(unet, settings.rank, settings.alpha, settings.targets, adapter_name)
-    params = slider_parameters(unet, adapter_name)
+    with warnings.catch_warnings():  # peft warns when a second adapter joins: here that is the point
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        for name in adapter_names:
+            attach_slider(unet, settings.rank, settings.alpha, settings.targets, name)
+    # After all attaches: peft leaves only the last-added adapter trainable.
+    params = [param for name in adapter_names for param in slider_parameters(unet, name)]
     for param in params:
         param.data = param.data.float()
         param.requires_grad_(True)
@@ -290,29 +326,29 @@ def run_steps(
             raise
 
 
-def train_slider(
+def run_training(
     task: SliderTask,
     settings: TrainSettings,
-    out: str | Path,
+    adapter_names: Sequence[str],
+    checkpoint_for: Path,
     *,
-    base_model: str,
     resume: bool = False,
     on_step_end: Callable[[int, float], None] | None = None,
     show_progress: bool = True,
-) -> Path:
-    """Train the slider of `task` for `settings.steps` steps and save it to `out` (.safetensors)."""
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise ValueError(f"--out {out}: a slider file must end in .safetensors")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    data_parallel: bool = True,
+) -> tuple[RunState, Any]:
+    """Seed, attach the adapters, resume if asked and train every step; returns (run, accelerator).
+
+    The checkpoint is the one of a run writing `checkpoint_for` (`sliders.checkpoint.checkpoint_path`).
+    """
     generator = seed_everything(settings.seed)
-    params = prepare_slider(task.unet, settings)
-    accelerator = make_accelerator(task.unet, settings)
+    params = prepare_sliders(task.unet, settings, adapter_names)
+    accelerator = make_accelerator(task.unet, settings, data_parallel)
     optimizer = torch.optim.AdamW(params, lr=settings.lr)
     model, optimizer = accelerator.prepare(task.unet, optimizer)
     if accelerator.num_processes > 1:
         generator.manual_seed(settings.seed + accelerator.process_index)  # each process its own draws
-    ckpt = checkpoint_path(out, accelerator.process_index)
+    ckpt = checkpoint_path(checkpoint_for, accelerator.process_index)
     scaler = getattr(accelerator, "scaler", None)  # fp16 on GPU only
     if resume:
         run = resume_run(ckpt, task, optimizer, generator, settings, scaler)
@@ -331,6 +367,32 @@ def train_slider(
               show_progress)  # fmt: skip
     if settings.checkpoint_every:
         checkpoint()  # so the run can be extended with --resume and more --steps
+    return run, accelerator
+
+
+def slider_out(out: str | Path) -> Path:
+    """`out` checked to be a .safetensors path (ValueError naming --out), its folder created."""
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out {out}: a slider file must end in .safetensors")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def train_slider(
+    task: SliderTask,
+    settings: TrainSettings,
+    out: str | Path,
+    *,
+    base_model: str,
+    resume: bool = False,
+    on_step_end: Callable[[int, float], None] | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Train the slider of `task` for `settings.steps` steps and save it to `out` (.safetensors)."""
+    out = slider_out(out)
+    run, accelerator = run_training(task, settings, [DEFAULT_ADAPTER], out, resume=resume, on_step_end=on_step_end,
+                                    show_progress=show_progress)  # fmt: skip
     if accelerator.is_main_process:
         save_result(out, task, run, settings, base_model)
     accelerator.wait_for_everyone()

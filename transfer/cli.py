@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "transfer.commands.directions",
     "transfer.commands.mine",
     "transfer.commands.transfer_cmd",
+    "transfer.commands.library",
     "toyworld.commands.demo",
 ]
 
