@@ -28,10 +28,18 @@ INVERSION_CACHE = "inversion-cache"  # the default cache folder, inside the outp
 class PhotoEditor:
     """One photo, one inversion method, one model; `render(composition, request)` edits it."""
 
-    def __init__(self, pipe: Any, photo: Photo, method: str, cache: InversionCache | None = None) -> None:
+    def __init__(
+        self,
+        pipe: Any,
+        photo: Photo,
+        method: str,
+        cache: InversionCache | None = None,
+        model: str | None = None,
+    ) -> None:
         self.pipe, self.photo, self.method, self.cache = pipe, photo, method, cache
-        # The fingerprint is taken now, before any slider is composed onto the UNet.
-        self.model = model_fingerprint(pipe) if cache is not None else None
+        # The fingerprint is taken now, before any slider is composed onto the UNet (or given: one
+        # taken earlier by a caller that keeps sliders composed between images, as the studio).
+        self.model = model or (model_fingerprint(pipe) if cache is not None else None)
         self.inversions_run = 0  # how many inversions were computed (not read from memory or disk)
         self._ready: dict[InversionSettings, tuple[Any, Inversion, dict[str, Any]]] = {}
 
@@ -78,17 +86,28 @@ class PhotoEditor:
         return self._ready[settings]
 
     def render(
-        self, composition: Composition, request: RenderRequest, default_gate: GateSpec | None = None
+        self,
+        composition: Composition,
+        request: RenderRequest,
+        default_gate: GateSpec | None = None,
+        **options: Any,
     ) -> tuple[Image.Image, dict[str, Any], dict[str, Any]]:
-        """The edited photo at `request.scales`, the gate's record and the inversion's record."""
+        """The edited photo at `request.scales`, the gate's record and the inversion's record.
+
+        `options` go to `transfer.apply.render` (the studio's cached `conditioning` and `on_step`).
+        """
         if composition.weight != 0.0:
             raise RuntimeError("PhotoEditor: the sliders must be off (gate weight 0) between images")
         pipeline, inversion, record = self.prepare(request)
-        image, gate = render(pipeline, composition, request, default_gate, latents=inversion.latents)
+        image, gate = render(
+            pipeline, composition, request, default_gate, latents=inversion.latents, **options
+        )
         return image, gate, record
 
 
-def open_editor(pipe: Any, path: Path, method: str, size: int | None, cache: Path | None) -> PhotoEditor:
+def open_editor(
+    pipe: Any, path: Path, method: str, size: int | None, cache: Path | None, model: str | None = None
+) -> PhotoEditor:
     """An editor of the photo at `path`, fitted to `size` x `size` (default: the model's native size)."""
     photo = load_photo(path, size or pipe.default_sample_size * pipe.vae_scale_factor)
-    return PhotoEditor(pipe, photo, method, None if cache is None else InversionCache(cache))
+    return PhotoEditor(pipe, photo, method, None if cache is None else InversionCache(cache), model)

@@ -2,8 +2,8 @@
 
 Every option is written out (no reliance on defaults that could change): model, sliders with their
 scales in the job's order, prompt, seed, steps, guidance, size, the gate when the user set one, the
-swept scales of a comparison, the picture and strength of an edit. Numbers use Python's shortest
-round-trip form, so the command carries exactly the values the studio used.
+swept scales of a comparison, the picture and strength (or inversion method) of an edit. Numbers use
+Python's shortest round-trip form, so the command carries exactly the values the studio used.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def apply_argv(job: Job, model: str, out: str) -> list[str]:
     if job.gate.start_fraction is not None:
         argv += ["--start-fraction", _number(job.gate.start_fraction)]
     if job.image is not None:
-        argv += [f"--image={job.image}", "--strength", _number(job.strength or 0.0)]
+        argv.append(f"--image={job.image}")
+        argv += ["--invert", job.invert] if job.invert else ["--strength", _number(job.strength or 0.0)]
     return [*argv, f"--out={out}"]
 
 
