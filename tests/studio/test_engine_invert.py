@@ -12,17 +12,9 @@ import pytest
 from PIL import Image
 
 from transfer.edit.inversion import decode_latents, encode_photos
-from transfer.studio.engine import StudioEngine
 from transfer.studio.job import Job, SliderSetting
 
 STEPS = 4
-
-
-@pytest.fixture(scope="module")
-def engine(toy_pipe, tmp_path_factory):
-    engine = StudioEngine(toy_pipe, "toy", tmp_path_factory.mktemp("out"))
-    yield engine
-    engine.close()
 
 
 @pytest.fixture(scope="module")
