@@ -181,6 +181,7 @@ def render(
     image: Image.Image | None = None,
     conditioning: Mapping[str, torch.Tensor] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    latents: torch.Tensor | None = None,
 ) -> tuple[Image.Image, dict[str, Any]]:
     """Sample one image with the gated sliders; returns it and the gate's record (JSON-ready).
 
@@ -188,6 +189,7 @@ def render(
     `conditioning`: the prompt embeddings (`pipe.encode_prompt`'s four tensors by their pipeline
     argument names) to use instead of encoding `request.prompt` again. `on_step(step, total)` runs
     after every step; it may raise to stop sampling (the gate still switches the sliders off).
+    `latents` is the start of sampling from noise (an inverted photo's `x_T`, `transfer.edit`).
     """
     editing = image is not None
     if editing != isinstance(pipe, StableDiffusionXLImg2ImgPipeline):
@@ -210,7 +212,7 @@ def render(
         if editing:
             result = pipe(image=image, strength=request.strength, **common)
         else:
-            result = pipe(height=request.height, width=request.width, **common)
+            result = pipe(height=request.height, width=request.width, latents=latents, **common)
     record = gate.summary()
     record["requested"] = (request.gate if request.gate.is_set else default_gate or GateSpec()).describe()
     return result.images[0], record

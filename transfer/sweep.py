@@ -22,6 +22,7 @@ from tqdm import tqdm
 from pair_datasets.atomic import atomic_write, atomic_write_text
 from transfer.apply import LoadedSlider, RenderRequest, img2img_pipeline, load_image, render
 from transfer.compose import compose_sliders
+from transfer.edit.editor import INVERSION_CACHE, PhotoEditor, open_editor
 from transfer.gate import GateSpec, default_gate
 from transfer.sweep_settings import SweepSettings
 
@@ -122,7 +123,8 @@ def _summary_header(
         "guidance": settings.guidance,
         "size": [settings.width, settings.height],
         "image": str(settings.image) if settings.image else None,
-        "strength": settings.strength if settings.image else None,
+        "strength": _strength(settings),
+        "invert": settings.invert,
         "gate": {
             **settings.gate.describe(),
             "default": gate_default.describe(),
@@ -147,8 +149,13 @@ def _request(settings: SweepSettings, prompt: str, seed: int, scales: tuple[floa
         width=settings.width,
         height=settings.height,
         gate=settings.gate,
-        strength=settings.strength if settings.image else None,
+        strength=_strength(settings),
     )
+
+
+def _strength(settings: SweepSettings) -> float | None:
+    """The img2img strength, where the picture is edited by img2img (not by inversion)."""
+    return settings.strength if settings.image and not settings.invert else None
 
 
 def run_sweep(
@@ -194,6 +201,7 @@ class Sweep:
     image: Image.Image | None
     slider_info: list[dict[str, Any]]
     summary: dict[str, Any]
+    editor: PhotoEditor | None = None  # with --invert: edits of the inverted photo
 
     @classmethod
     def start(
@@ -203,8 +211,11 @@ class Sweep:
         (out_dir / "images").mkdir(parents=True, exist_ok=True)
         columns = _columns(sliders, settings)
         gate_default, gate_source = default_gate([s.metadata for s in sliders])
-        image = None
-        if settings.image is not None:
+        image = editor = None
+        if settings.invert is not None:  # before any slider is composed: the editor fingerprints the model
+            cache = settings.inversion_cache or out_dir / INVERSION_CACHE
+            editor = open_editor(pipe, settings.image, settings.invert, settings.width, cache)
+        elif settings.image is not None:
             size = (settings.width, settings.height) if settings.width and settings.height else None
             image = load_image(settings.image, size)
             pipe = img2img_pipeline(pipe)
@@ -214,7 +225,11 @@ class Sweep:
             for s in sliders
         ]  # fmt: skip
         summary = _summary_header(settings, slider_info, gate_default, gate_source)
-        return cls(pipe, sliders, settings, out_dir, columns, gate_default, image, slider_info, summary)
+        if editor is not None:
+            summary["photo"] = editor.photo.describe()
+        return cls(
+            pipe, sliders, settings, out_dir, columns, gate_default, image, slider_info, summary, editor
+        )
 
     @property
     def swept(self) -> bool:
@@ -230,14 +245,24 @@ class Sweep:
             for r, seed in enumerate(self.settings.seeds):
                 raw = _raw(self.sliders, scales)
                 request = _request(self.settings, prompt, seed, raw)
-                picture, gate_record = render(self.pipe, composition, request, self.gate_default, self.image)
+                picture, gate_record, inversion = self.render_one(composition, request)
                 file = f"images/p{p:02d}_seed{seed}_c{c:02d}.png"
                 record = self.image_record(file, request, scales, gate_record)
+                if inversion is not None:
+                    record["inversion"] = inversion
                 save_png(picture, self.out_dir / record["file"], png_text(record))
                 self.summary["images"].append(record)
                 cells[r][c] = picture
                 on_image()
         return cells
+
+    def render_one(
+        self, composition: Any, request: RenderRequest
+    ) -> tuple[Image.Image, dict[str, Any], dict[str, Any] | None]:
+        """One image and its gate record; an edit of the inverted photo also returns its inversion record."""
+        if self.editor is not None:
+            return self.editor.render(composition, request, self.gate_default)
+        return (*render(self.pipe, composition, request, self.gate_default, self.image), None)
 
     def image_record(
         self, file: str, request: RenderRequest, scales: tuple[float, ...], gate_record: dict[str, Any]
@@ -287,5 +312,8 @@ def png_text(record: dict[str, Any]) -> dict[str, str]:
         text["negative_prompt"] = record["negative_prompt"]
     if record["image"]:
         text["image"] = record["image"]
+    if record["strength"] is not None:
         text["strength"] = str(record["strength"])
+    if record.get("inversion"):
+        text["invert"] = record["inversion"]["method"]
     return text

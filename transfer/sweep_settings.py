@@ -30,10 +30,20 @@ class SweepSettings:
     strength: float = 0.6
     method: str = "fused"
     model: str = ""
+    invert: str | None = None  # edit `image` by inversion (`transfer.edit`) instead of img2img
+    inversion_cache: Path | None = None  # default: <out>/inversion-cache
 
     def __post_init__(self) -> None:
-        if not self.prompts or any(not p.strip() for p in self.prompts):
+        # An inverted photo needs no description: the empty prompt is the unconditional edit.
+        if not self.prompts or (self.invert is None and any(not p.strip() for p in self.prompts)):
             raise ValueError("--prompt: give at least one non-empty prompt")
+        if self.invert is not None and self.image is None:
+            raise ValueError("--invert: needs the photo to edit (--image)")
+        if self.invert is not None and self.width != self.height:
+            raise ValueError(
+                f"--size {self.width}x{self.height}: --invert edits a square (the photo's centre square, "
+                "as `pairs ingest` crops)"
+            )
         if not self.seeds:
             raise ValueError("--seeds: give at least one seed")
         if self.sweep_scales is not None and not self.sweep_scales:

@@ -21,6 +21,16 @@ def toy_pipe():
 
 
 @pytest.fixture(scope="module")
+def engine(toy_pipe, tmp_path_factory):
+    """A studio engine on the toy pipeline, writing into a folder of its own."""
+    from transfer.studio.engine import StudioEngine
+
+    engine = StudioEngine(toy_pipe, "toy", tmp_path_factory.mktemp("out"))
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
 def demo_sliders(tmp_path_factory):
     """Copies of the two demo sliders (eye size, smile) in a folder of their own."""
     from toyworld import demo_slider_paths

@@ -230,6 +230,10 @@ def test_compare_edit_library_and_stop(tab, tmp_path):
     assert (
         edited.shape == (64, 64, 3) and text["strength"] == "0.6" and "--image=" in text["concept_transfer"]
     )
+    tab.check("#edit-method input[value='edit-friendly']")  # by inversion (apply --invert)
+    inverted, text = generate(tab, "#edit")
+    assert inverted.shape == (64, 64, 3) and text["invert"] == "edit-friendly" and "strength" not in text
+    assert "--invert edit-friendly" in tab.input_value("#command textarea")
     tab.click("#row-1-remove")
     tab.wait_for_selector("#row-1-info", state="hidden")
     tab.click("button[role=tab]:has-text('Library')")

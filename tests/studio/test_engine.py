@@ -13,17 +13,10 @@ from PIL import Image
 from transfer.apply import RenderRequest, render
 from transfer.compose import compose_sliders
 from transfer.gate import GateSpec
-from transfer.studio.engine import Cancelled, StudioEngine
+from transfer.studio.engine import Cancelled
 from transfer.studio.job import Job, SliderSetting
 
 STEPS = 4
-
-
-@pytest.fixture(scope="module")
-def engine(toy_pipe, tmp_path_factory):
-    engine = StudioEngine(toy_pipe, "toy", tmp_path_factory.mktemp("out"))
-    yield engine
-    engine.close()
 
 
 def job(demo_sliders, scales=(0.0, 0.0), **changes) -> Job:

@@ -18,6 +18,7 @@ from transfer.commands.arguments import (
 )
 from transfer.commands.outputs import check_output_folder, refuse_to_replace
 from transfer.commands.threads import add_threads_option
+from transfer.edit import METHODS as INVERT_METHODS
 from transfer.gate import GateSpec
 from transfer.sweep_settings import SweepSettings
 
@@ -98,7 +99,9 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     """Prompts, seeds, steps, guidance, size, and the picture to edit."""
-    parser.add_argument("--prompt", action="append", required=True, metavar="P", help="repeat for several")
+    parser.add_argument(
+        "--prompt", action="append", metavar="P", help="repeat for several (optional with --invert)"
+    )
     parser.add_argument("--negative-prompt", metavar="N")
     parser.add_argument(
         "--seeds", default="0", metavar="LIST", help="grid rows, e.g. 0,1 (default %(default)s)"
@@ -113,12 +116,34 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
         help="classifier-free guidance (default %(default)s)",
     )
     parser.add_argument("--size", metavar="W[xH]", help="image size (default: the model's native size)")
-    parser.add_argument("--image", type=Path, metavar="IN.png", help="edit this picture (img2img)")
+    parser.add_argument(
+        "--image",
+        type=Path,
+        metavar="IN.png",
+        help="edit this picture: by inversion with --invert, else img2img",
+    )
+    parser.add_argument(
+        "--invert",
+        metavar="{edit-friendly,ddim}",
+        help="edit --image from its inversion: scale 0 gives the photo back and the gate (--start-noise) "
+        "decides what may change; edit-friendly (DDPM noise maps, exact) or ddim (deterministic, "
+        "approximate). The photo's centre square is edited at the model's size (or a square --size). "
+        "Without --invert, --image is edited by img2img, the fallback: faster, but the photo is re-noised "
+        "to --strength and the structure it loses is gone",
+    )
+    parser.add_argument(
+        "--inversion-cache",
+        type=Path,
+        metavar="DIR",
+        help="with --invert: keep inversions here, so later runs on the same photo, model and settings "
+        "skip them (default: OUT/inversion-cache)",
+    )
     parser.add_argument(
         "--strength",
         type=fraction,
         metavar="S",
-        help=f"with --image: how much of the picture is re-noised (0-1, default {SweepSettings.strength:g})",
+        help=f"img2img (--image without --invert): how much of the picture is re-noised (0-1, default "
+        f"{SweepSettings.strength:g})",
     )
 
 
@@ -141,12 +166,13 @@ def settings_from_args(args: argparse.Namespace):
     """Build the validated `SweepSettings` from parsed arguments."""
     if args.strength is not None and args.image is None:
         raise ValueError("--strength: only meaningful with --image")
+    _check_invert_args(args)
     if args.offload and args.composition == "fused":
         # Offloading moves the UNet's weights between devices inside each image; fused weights cannot follow.
         raise ValueError("--composition fused: cannot be used with --offload; use lowrank or peft")
     width, height = parse_size(args.size) if args.size else (None, None)
     return SweepSettings(
-        prompts=tuple(args.prompt),
+        prompts=tuple(args.prompt or [""]),
         seeds=parse_ints(args.seeds, "--seeds", minimum=0),
         sweep_scales=None if args.scales is None else parse_floats(args.scales, "--scales"),
         negative_prompt=args.negative_prompt,
@@ -159,7 +185,23 @@ def settings_from_args(args: argparse.Namespace):
         strength=SweepSettings.strength if args.strength is None else args.strength,
         method=args.composition or ("lowrank" if args.offload else "fused"),
         model=args.model,
+        invert=args.invert,
+        inversion_cache=args.inversion_cache,
     )
+
+
+def _check_invert_args(args: argparse.Namespace) -> None:
+    """The options of a photo edit by inversion, and the prompt that only such an edit may leave out."""
+    if args.invert is not None and args.invert not in INVERT_METHODS:
+        raise ValueError(f"--invert {args.invert}: unknown method; choose {' or '.join(INVERT_METHODS)}")
+    if args.strength is not None and args.invert:
+        raise ValueError(
+            "--strength: img2img only; with --invert the gate (--start-noise) decides what changes"
+        )
+    if args.inversion_cache is not None and not args.invert:
+        raise ValueError("--inversion-cache: only meaningful with --invert")
+    if not args.prompt and not args.invert:
+        raise ValueError("--prompt: required (only an edit with --invert may leave it out)")
 
 
 def check_calibration(path: Path) -> None:
@@ -173,6 +215,7 @@ def check_calibration(path: Path) -> None:
 def check_inputs(args: argparse.Namespace, settings) -> list:
     """Everything that can be checked before the (slow) model load: sliders, picture, output folder."""
     from transfer.apply import check_slider_file, load_image, parse_slider_spec
+    from transfer.edit.photo import load_photo
     from transfer.sdxl import choose_placement
 
     specs = [parse_slider_spec(spec) for spec in args.slider]
@@ -182,7 +225,9 @@ def check_inputs(args: argparse.Namespace, settings) -> list:
             check_calibration(spec.path)
     if settings.sweep_scales is not None and not specs:
         raise ValueError("--scales: a sweep needs at least one --slider")
-    if settings.image is not None:
+    if settings.invert is not None:
+        load_photo(settings.image, 8)  # not an image, a bomb or a missing file
+    elif settings.image is not None:
         load_image(settings.image)  # a missing or unreadable picture
     check_output_folder(args.out, "--out")
     refuse_to_replace(args.out, "--out", args.force)
@@ -212,5 +257,7 @@ def run_apply(args: argparse.Namespace) -> int:
         swept = settings.sweep_scales if index == 0 and settings.sweep_scales is not None else None
         print(slider.scale_note(swept) + (" (--raw-scale)" if args.raw_scale else ""), flush=True)
     summary = run_sweep(pipe, sliders, settings, args.out, on_grid=lambda path: tqdm.write(f"grid: {path}"))
+    if "photo" in summary:
+        print(summary["photo"]["statement"])
     print(f"{len(summary['images'])} images in {args.out / 'images'}; summary: {args.out / 'summary.json'}")
     return 0

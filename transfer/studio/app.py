@@ -16,11 +16,13 @@ from typing import Any
 
 import gradio as gr
 
+from transfer.edit import METHODS as INVERT_METHODS
 from transfer.studio.handlers import Handlers, Settings, message
 from transfer.studio.results import Result
 from transfer.studio.session import MAX_SLIDERS, SessionState
 
 MODEL_QUEUE = "model"
+EDIT_METHODS = ("img2img", *INVERT_METHODS)  # the Edit tab's choices; the first is the default
 # Small renders (the toy world's 64 px) are shown enlarged with crisp pixels.
 CSS = "#result img { min-height: 320px; object-fit: contain; image-rendering: pixelated; }"
 TITLE = "concept-transfer studio"
@@ -139,7 +141,13 @@ def _actions(widgets: dict[str, Any], defaults: PageDefaults) -> None:
         widgets["compare"] = gr.Button("Compare", variant="primary", elem_id="compare")
     with gr.Tab("Edit"):
         widgets["edit_image"] = gr.Image(label="Picture to edit", type="filepath", elem_id="edit-image")
-        widgets["strength"] = gr.Slider(0.05, 1, 0.6, step=0.05, label="Strength", elem_id="strength")
+        widgets["edit_method"] = gr.Radio(
+            list(EDIT_METHODS), value=EDIT_METHODS[0], label="Method", elem_id="edit-method",
+            info="img2img re-noises the picture to the strength; an inversion gives it back at scale 0",
+        )  # fmt: skip
+        widgets["strength"] = gr.Slider(
+            0.05, 1, 0.6, step=0.05, label="Strength (img2img)", elem_id="strength"
+        )
         widgets["edit"] = gr.Button("Edit", variant="primary", elem_id="edit")
     widgets["stop"] = gr.Button("Stop", variant="stop", elem_id="stop", size="sm")
     widgets["status"] = gr.Markdown("Ready.", elem_id="status")
@@ -279,9 +287,8 @@ def _wire_actions(page: Page, handlers: Handlers) -> None:
         page, handlers,
         lambda s, st, v: handlers.compare_job(s, st, v[page["compare_choice"]], v[page["compare_scales"]]),
     )  # fmt: skip
-    edit = _job_event(
-        page, handlers, lambda s, st, v: handlers.edit_job(s, st, v[page["edit_image"]], v[page["strength"]])
-    )
+    edit_inputs = (page["edit_image"], page["strength"], page["edit_method"])
+    edit = _job_event(page, handlers, lambda s, st, v: handlers.edit_job(s, st, *(v[c] for c in edit_inputs)))
     events = [
         page["generate"].click(generate, inputs=inputs, outputs=outputs, **queue),
         page["compare"].click(
@@ -290,9 +297,7 @@ def _wire_actions(page: Page, handlers: Handlers) -> None:
             outputs=outputs,
             **queue,
         ),
-        page["edit"].click(
-            edit, inputs={*inputs, page["edit_image"], page["strength"]}, outputs=outputs, **queue
-        ),
+        page["edit"].click(edit, inputs={*inputs, *edit_inputs}, outputs=outputs, **queue),
     ]
 
     def stop(values: dict[Any, Any]) -> str:

@@ -2,9 +2,9 @@
 
 Every option is written out (no reliance on defaults that could change): model, sliders with their
 scales in the job's order, prompt, seed, steps, guidance, size, the gate when the user set one, the
-swept scales of a comparison, the picture and strength of an edit, and the CPU threads (a different
-thread count sums in a different order, which changes the last bits of the pixels). Numbers use Python's shortest
-round-trip form, so the command carries exactly the values the studio used.
+swept scales of a comparison, the picture and strength (or inversion method) of an edit, and the CPU
+threads (another thread count sums in another order, which changes the last bits of the pixels).
+Numbers use Python's shortest round-trip form, so the command carries exactly the values the studio used.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def apply_argv(job: Job, model: str, out: str, threads: int | None = None) -> li
     if job.gate.start_fraction is not None:
         argv += ["--start-fraction", _number(job.gate.start_fraction)]
     if job.image is not None:
-        argv += [f"--image={job.image}", "--strength", _number(job.strength or 0.0)]
+        argv.append(f"--image={job.image}")
+        argv += ["--invert", job.invert] if job.invert else ["--strength", _number(job.strength or 0.0)]
     if threads is not None:
         argv += ["--threads", str(threads)]
     return [*argv, f"--out={out}"]

@@ -33,6 +33,8 @@ from transfer.apply import (
     render,
 )
 from transfer.compose import Composition, compose_sliders
+from transfer.edit.cache import model_fingerprint
+from transfer.edit.editor import INVERSION_CACHE, PhotoEditor, open_editor
 from transfer.gate import default_gate
 from transfer.studio.cards import SliderCard, card_of
 from transfer.studio.command import apply_command
@@ -56,6 +58,8 @@ class StudioEngine:
         self.out_dir = Path(out_dir)
         self.method = method
         self._edit_pipe = None
+        self._editors: dict[tuple, PhotoEditor] = {}  # the last picture edited by inversion
+        self._fingerprint: str | None = None  # the model's, for the inversion cache
         self._lock = threading.Lock()
         self._sliders: dict[tuple, LoadedSlider] = {}
         self._embeddings: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
@@ -163,24 +167,31 @@ class StudioEngine:
         threads = torch.get_num_threads() if self.pipe.unet.device.type == "cpu" else None
         command = apply_command(job, self.model, str(folder / f"{number:04d}-apply"), threads)
         sliders = [self.slider(s.path) for s in job.sliders]
-        composition = self._composition_for(sliders)
         gate_default, _ = default_gate([s.metadata for s in sliders])
+        editor = self._editor(job) if job.invert else None
         pipe, picture = self.pipe, None
-        if job.image is not None:
+        if job.image is not None and editor is None:
             pipe, picture = self._edit_pipeline(), load_image(job.image, (job.width, job.height))
+        composition = self._composition_for(sliders)
         columns = job.columns
         pictures, images, records = [], [], []
         for c, scales in enumerate(columns):
             raw = tuple(slider.raw_scale(scale) for slider, scale in zip(sliders, scales))
-            on_step = self._on_step(stop, progress, c, len(columns))
-            image, gate = render(
-                pipe, composition, self._request(job, raw), gate_default, picture,
-                conditioning=self.conditioning(job.prompt, job.negative_prompt), on_step=on_step,
-            )  # fmt: skip
+            options = {
+                "conditioning": self.conditioning(job.prompt, job.negative_prompt),
+                "on_step": self._on_step(stop, progress, c, len(columns)),
+            }
+            request, inversion = self._request(job, raw), None
+            if editor is not None:
+                image, gate, inversion = editor.render(composition, request, gate_default, **options)
+            else:
+                image, gate = render(pipe, composition, request, gate_default, picture, **options)
             path = stem.with_name(stem.name + (f"-c{c:02d}" if job.sweep_scales else "") + ".png")
             calibrated = [s.calibration is not None for s in sliders]
             modules = [len(s.factors) for s in sliders]
             record = image_record(job, scales, raw, calibrated, modules, gate, self.model, path.name, command)
+            if inversion is not None:
+                record["inversion"] = inversion
             images.append(save_image(image, path, record))
             pictures.append(image)
             records.append(record)
@@ -214,6 +225,19 @@ class StudioEngine:
                 progress((column + (step + 1) / total) / columns, f"step {step + 1}/{total}")
 
         return on_step
+
+    def _editor(self, job: Job) -> PhotoEditor:
+        """The editor of the job's picture (its inversions kept in memory and in OUT/inversion-cache)."""
+        if self._fingerprint is None:
+            self.close()  # the model exactly as loaded: no slider composed onto the UNet
+            self._fingerprint = model_fingerprint(self.pipe)
+        key = (job.image, job.invert, job.width)
+        if key not in self._editors:
+            cache = self.out_dir / INVERSION_CACHE
+            self._editors = {
+                key: open_editor(self.pipe, job.image, job.invert, job.width, cache, self._fingerprint)
+            }
+        return self._editors[key]
 
     def _edit_pipeline(self) -> Any:
         if self._edit_pipe is None:

@@ -166,8 +166,13 @@ class Handlers:
             "compare", state, settings, sliders=state.swept_first(index), sweep_scales=parse_scales(scales)
         )
 
-    def edit_job(self, state: SessionState, settings: Settings, picture: Any, strength: Any) -> Job:
-        """An edit of the uploaded picture, saved into the tab's folder first (the command names the copy)."""
+    def edit_job(
+        self, state: SessionState, settings: Settings, picture: Any, strength: Any, method: str = "img2img"
+    ) -> Job:
+        """An edit of the uploaded picture, saved into the tab's folder first (the command names the copy).
+
+        `method`: img2img at `strength`, or an inversion (`apply --invert`), which ignores the strength.
+        """
         if picture is None:
             raise ValueError("edit: upload a picture to edit")
         try:
@@ -179,6 +184,8 @@ class Handlers:
         path = self.folder(state) / f"{number:04d}-input.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         image.save(path)
+        if method != "img2img":
+            return self.job("edit", state, settings, image=path, invert=method)
         return self.job("edit", state, settings, image=path, strength=_number(strength, "strength"))
 
     def run(self, state: SessionState, job: Job, progress: Callable[[float, str], None] | None) -> Result:

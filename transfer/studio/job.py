@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from transfer.edit import METHODS as INVERT_METHODS
 from transfer.gate import GateSpec
 
 KINDS = ("generate", "compare", "edit")
@@ -45,7 +46,8 @@ class Job:
     gate: GateSpec = GateSpec()
     sweep_scales: tuple[float, ...] | None = None  # compare: scales of sliders[0]
     image: Path | None = None  # edit: the picture
-    strength: float | None = None  # edit: how much is re-noised
+    strength: float | None = None  # edit by img2img: how much is re-noised
+    invert: str | None = None  # edit by inversion (`apply --invert`): edit-friendly or ddim
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -76,8 +78,20 @@ class Job:
             raise ValueError(
                 "edit: upload a picture to edit" if self.kind == "edit" else "only edit takes a picture"
             )
-        if self.kind == "edit" and not (self.strength is not None and 0 < self.strength <= 1):
+        if self.invert is not None:
+            self._check_invert()
+        elif self.kind == "edit" and not (self.strength is not None and 0 < self.strength <= 1):
             raise ValueError(f"strength: must be in (0, 1], got {self.strength}")
+
+    def _check_invert(self) -> None:
+        if self.kind != "edit" or self.invert not in INVERT_METHODS:
+            raise ValueError(f"method {self.invert!r}: an edit inverts by {' or '.join(INVERT_METHODS)}")
+        if self.strength is not None:
+            raise ValueError("strength: img2img only; an inverted edit changes what the gate lets change")
+        if self.width != self.height:
+            raise ValueError(
+                f"size: an inverted edit is square (the picture's centre), got {self.width}x{self.height}"
+            )
 
     @property
     def columns(self) -> list[tuple[float, ...]]:

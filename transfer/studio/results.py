@@ -67,7 +67,7 @@ def image_record(
         "guidance": job.guidance,
         "model": model,
         "image": str(job.image) if job.image else None,
-        "strength": job.strength if job.image else None,
+        "strength": job.strength if job.image and not job.invert else None,
         "command": command,
     }
 
