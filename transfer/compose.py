@@ -244,11 +244,11 @@ class FusedComposition(Composition):
         for group in self._groups:
             w0 = [self._off[path] for path in group.paths]
             device, dtype = w0[0].device, w0[0].dtype
-            group.to(device)
-            if group.fused is None or group.fused.device != device or group.fused.dtype != dtype:
-                group.fused = torch.empty(
-                    group.up.shape[:2] + group.down.shape[2:], device=device, dtype=dtype
-                )
+            with torch.inference_mode(False):  # kept across calls, also when first made under inference_mode
+                group.to(device)
+                if group.fused is None or group.fused.device != device or group.fused.dtype != dtype:
+                    shape = group.up.shape[:2] + group.down.shape[2:]
+                    group.fused = torch.empty(shape, device=device, dtype=dtype)
             c = group.coef * _on_device(scales, device)[group.owner]  # [G, R]
             step = max(1, _FUSE_CHUNK_ELEMENTS // group.fused[0].numel())
             for lo in range(0, len(w0), step):
