@@ -1,7 +1,9 @@
 """Benchmark one text-slider training iteration: our default schedule against the original procedure.
 
 For each schedule (default: ours, then `reference`) on the same model in one run, it measures UNet
-forwards per iteration (a forward pre-hook on the UNet), seconds per iteration and peak memory (CUDA:
+forwards per iteration (a forward pre-hook on the UNet), seconds per iteration (CUDA: wall time; CPU:
+the process's CPU time, as the machine may be shared; `--rounds N` alternates the schedules N times
+and takes the median) and peak memory (CUDA:
 max_memory_allocated; CPU: peak RSS above the starting RSS, from /proc after resetting the high-water
 mark), and prints the speed ratio. `reference` trains +1 only (as the original); ours is bipolar.
 
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -146,6 +149,14 @@ class PeakMemory:
             self.mib = max(0, peak - self.start) / 1024
 
 
+def clock(device: torch.device) -> float:
+    """Seconds: wall time on CUDA (after synchronising), the process's CPU time on a (shared) CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        return time.perf_counter()
+    return time.process_time()
+
+
 def bench_schedule(
     pipe, schedule: str, resolution: int, iters: int, warmup: int, grad_ckpt: bool, seed: int
 ) -> dict:
@@ -169,12 +180,10 @@ def bench_schedule(
             train_step(task, unet, optimizer, generator, lambda loss: loss.backward())
         forwards[0] = 0
         with PeakMemory(unet.device) as memory:
-            start = time.perf_counter()
+            start = clock(unet.device)
             for _ in range(iters):
                 train_step(task, unet, optimizer, generator, lambda loss: loss.backward())
-            if unet.device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
+            seconds = clock(unet.device) - start
     finally:
         hook.remove()
         unet.unload_lora()  # back to the plain UNet for the next schedule
@@ -213,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the schedules this often (median)")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="default on with --arch sdxl")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
@@ -224,8 +234,17 @@ def main(argv: list[str] | None = None) -> int:
     grad_ckpt = args.gradient_checkpointing or args.arch == "sdxl"
     results = []
     for resolution in resolutions:
-        for schedule in args.schedules.split(","):
-            result = bench_schedule(pipe, schedule, resolution, args.iters, args.warmup, grad_ckpt, args.seed)
+        rounds: dict[str, list[dict]] = {}
+        for _ in range(
+            args.rounds
+        ):  # schedules alternate, so drifting load on a shared machine hits all alike
+            for schedule in args.schedules.split(","):
+                rounds.setdefault(schedule, []).append(
+                    bench_schedule(pipe, schedule, resolution, args.iters, args.warmup, grad_ckpt, args.seed)
+                )
+        for schedule, runs in rounds.items():
+            result = {**runs[-1], "s_per_iter": statistics.median(r["s_per_iter"] for r in runs),
+                      "s_per_iter_rounds": [round(r["s_per_iter"], 4) for r in runs]}  # fmt: skip
             results.append(result)
             print(f"{name} {resolution}px {schedule:>10}: {result['s_per_iter']:.4f} s/iter, "
                   f"{result['unet_forwards_per_iter']:.2f} UNet forwards/iter, "
