@@ -59,7 +59,7 @@ if [ "$mode" = gpu ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$out/gpu.txt"
     stylegan=(--configs "" --gpu-configs T1024,R1024 --batches 8 --min-seconds 1 --min-runs 3)
     compose=(--arch sdxl --steps 8 --repeats 2 --methods ours,ours_same_scales,ours_lowrank)
-    text=(--arch sdxl --resolutions 1024 --iters 3 --warmup 1 --rounds 2)
+    text=(--arch sdxl --resolutions 1024 --iters 8 --warmup 1 --rounds 1)
     visual=(--arch sdxl --resolution 1024 --iters 6 --warmup 1 --rounds 2)
 else
     stylegan=(--configs T32,R32 --batches 2 --min-seconds 0 --min-runs 1)

@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sliders.config import PromptEntry, TextSliderConfig, TrainSettings  # noqa: E402
-from sliders.sampling import DEFAULT_SCHEDULE  # noqa: E402
+from sliders.sampling import DEFAULT_SCHEDULE, SCHEDULES  # noqa: E402
 from sliders.text_slider import TextSliderTask, free_text_encoders  # noqa: E402
 from sliders.trainer import prepare_slider, seed_everything, train_step  # noqa: E402
 
@@ -160,7 +160,15 @@ def clock(device: torch.device) -> float:
 def bench_schedule(
     pipe, schedule: str, resolution: int, iters: int, warmup: int, grad_ckpt: bool, seed: int
 ) -> dict:
-    """Seconds, UNet forwards and peak memory per iteration of one schedule on `pipe`."""
+    """Seconds, UNet forwards and peak memory per iteration of one schedule on `pipe`.
+
+    A schedule that reuses a trajectory for `reuse` draws runs whole cycles: warm-up and timed
+    iterations are rounded up to multiples of `reuse`, so the timing starts with a fresh trajectory
+    and counts each trajectory's sampling once, as training does over many steps.
+    """
+    spec = SCHEDULES[schedule]
+    cycle = spec.reuse if spec.pool else 1
+    iters, warmup = -(-iters // cycle) * cycle, -(-warmup // cycle) * cycle
     entry = PromptEntry(target="a person", positive="a very old person", unconditional="a very young person",
                         guidance_scale=4.0, resolution=resolution)  # fmt: skip
     settings = TrainSettings(steps=iters + warmup, seed=seed, gradient_checkpointing=grad_ckpt)
@@ -235,9 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for resolution in resolutions:
         rounds: dict[str, list[dict]] = {}
-        for _ in range(
-            args.rounds
-        ):  # schedules alternate, so drifting load on a shared machine hits all alike
+        # The schedules alternate, so drifting load on a shared machine hits them alike.
+        for _ in range(args.rounds):
             for schedule in args.schedules.split(","):
                 rounds.setdefault(schedule, []).append(
                     bench_schedule(pipe, schedule, resolution, args.iters, args.warmup, grad_ckpt, args.seed)
