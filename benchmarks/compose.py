@@ -44,7 +44,14 @@ from transfer.compose import compose_sliders  # noqa: E402
 from transfer.gate import DEFAULT_START_NOISE, SliderGate, planned_timesteps  # noqa: E402
 from transfer.sdxl import load_sdxl  # noqa: E402
 
-COUNTS = (1, 10, 50)
+COUNTS = "1,10,50"
+# Report key -> (composition method, scales unchanged between images).
+METHODS = {
+    "ours": ("fused", False),
+    "ours_same_scales": ("fused", True),
+    "ours_lowrank": ("lowrank", False),
+    "peft": ("peft", False),
+}
 ARCH_NAMES = {
     "medium": "medium SDXL-layout UNet (benchmarks/compose.py)",
     "sdxl": SDXL_ARCH_NAME,
@@ -175,12 +182,14 @@ def run(args) -> dict:
         latent = 32 if args.model is None and args.arch == "medium" else pipe.unet.config.sample_size
         args.size = latent * pipe.vae_scale_factor
     pristine = copy.deepcopy(pipe.unet)
-    all_sliders = random_sliders(pipe.unet, max(COUNTS))
-    report: dict = {"ours": {}, "ours_same_scales": {}, "ours_lowrank": {}, "peft": {}, "fuse_seconds": {}}
+    counts = [int(c) for c in args.counts.split(",")]
+    all_sliders = random_sliders(pipe.unet, max(counts))
+    keys = args.methods.split(",")
+    report: dict = {key: {} for key in keys} | {"fuse_seconds": {}}
     base_times = []
-    runs = (("fused", "ours", False), ("fused", "ours_same_scales", True), ("lowrank", "ours_lowrank", False))
-    for method, key, same_scales in (*runs, ("peft", "peft", False)):
-        for count in COUNTS:
+    for key in keys:
+        method, same_scales = METHODS[key]
+        for count in counts:
             # Each run starts from an untouched UNet: deleted peft adapters leave wrappers behind.
             pipe.unet = copy.deepcopy(pristine)
             scales = [(-1.0) ** i for i in range(count)]
@@ -227,8 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         help="image side in pixels (default: 32x32 latents; --model: native)",
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--counts", default=COUNTS, help=f"slider counts ({COUNTS})")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"from {', '.join(METHODS)}")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line last")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.methods.split(",")) - set(METHODS))
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     report = run(args)
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 0

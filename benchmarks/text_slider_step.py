@@ -1,7 +1,9 @@
 """Benchmark one text-slider training iteration: our default schedule against the original procedure.
 
 For each schedule (default: ours, then `reference`) on the same model in one run, it measures UNet
-forwards per iteration (a forward pre-hook on the UNet), seconds per iteration and peak memory (CUDA:
+forwards per iteration (a forward pre-hook on the UNet), seconds per iteration (CUDA: wall time; CPU:
+the process's CPU time, as the machine may be shared; `--rounds N` alternates the schedules N times
+and takes the median) and peak memory (CUDA:
 max_memory_allocated; CPU: peak RSS above the starting RSS, from /proc after resetting the high-water
 mark), and prints the speed ratio. `reference` trains +1 only (as the original); ours is bipolar.
 
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sliders.config import PromptEntry, TextSliderConfig, TrainSettings  # noqa: E402
-from sliders.sampling import DEFAULT_SCHEDULE  # noqa: E402
+from sliders.sampling import DEFAULT_SCHEDULE, SCHEDULES  # noqa: E402
 from sliders.text_slider import TextSliderTask, free_text_encoders  # noqa: E402
 from sliders.trainer import prepare_slider, seed_everything, train_step  # noqa: E402
 
@@ -146,10 +149,26 @@ class PeakMemory:
             self.mib = max(0, peak - self.start) / 1024
 
 
+def clock(device: torch.device) -> float:
+    """Seconds: wall time on CUDA (after synchronising), the process's CPU time on a (shared) CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        return time.perf_counter()
+    return time.process_time()
+
+
 def bench_schedule(
     pipe, schedule: str, resolution: int, iters: int, warmup: int, grad_ckpt: bool, seed: int
 ) -> dict:
-    """Seconds, UNet forwards and peak memory per iteration of one schedule on `pipe`."""
+    """Seconds, UNet forwards and peak memory per iteration of one schedule on `pipe`.
+
+    A schedule that reuses a trajectory for `reuse` draws runs whole cycles: warm-up and timed
+    iterations are rounded up to multiples of `reuse`, so the timing starts with a fresh trajectory
+    and counts each trajectory's sampling once, as training does over many steps.
+    """
+    spec = SCHEDULES[schedule]
+    cycle = spec.reuse if spec.pool else 1
+    iters, warmup = -(-iters // cycle) * cycle, -(-warmup // cycle) * cycle
     entry = PromptEntry(target="a person", positive="a very old person", unconditional="a very young person",
                         guidance_scale=4.0, resolution=resolution)  # fmt: skip
     settings = TrainSettings(steps=iters + warmup, seed=seed, gradient_checkpointing=grad_ckpt)
@@ -169,12 +188,10 @@ def bench_schedule(
             train_step(task, unet, optimizer, generator, lambda loss: loss.backward())
         forwards[0] = 0
         with PeakMemory(unet.device) as memory:
-            start = time.perf_counter()
+            start = clock(unet.device)
             for _ in range(iters):
                 train_step(task, unet, optimizer, generator, lambda loss: loss.backward())
-            if unet.device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
+            seconds = clock(unet.device) - start
     finally:
         hook.remove()
         unet.unload_lora()  # back to the plain UNet for the next schedule
@@ -213,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the schedules this often (median)")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="default on with --arch sdxl")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
@@ -224,8 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     grad_ckpt = args.gradient_checkpointing or args.arch == "sdxl"
     results = []
     for resolution in resolutions:
-        for schedule in args.schedules.split(","):
-            result = bench_schedule(pipe, schedule, resolution, args.iters, args.warmup, grad_ckpt, args.seed)
+        rounds: dict[str, list[dict]] = {}
+        # The schedules alternate, so drifting load on a shared machine hits them alike.
+        for _ in range(args.rounds):
+            for schedule in args.schedules.split(","):
+                rounds.setdefault(schedule, []).append(
+                    bench_schedule(pipe, schedule, resolution, args.iters, args.warmup, grad_ckpt, args.seed)
+                )
+        for schedule, runs in rounds.items():
+            result = {**runs[-1], "s_per_iter": statistics.median(r["s_per_iter"] for r in runs),
+                      "s_per_iter_rounds": [round(r["s_per_iter"], 4) for r in runs]}  # fmt: skip
             results.append(result)
             print(f"{name} {resolution}px {schedule:>10}: {result['s_per_iter']:.4f} s/iter, "
                   f"{result['unet_forwards_per_iter']:.2f} UNet forwards/iter, "

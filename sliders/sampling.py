@@ -16,16 +16,24 @@ A schedule is a small object with three methods:
   the previous grid step, so every timestep is trained, not only the 9 grid points. Its x_t follow the
   model's own sampling trajectories like the original's; they are up to `reuse`-1 optimizer steps stale,
   and their correlation within a trajectory is broken by the different t and noise of each draw.
+
+Our schedules (all but `reference`) sample with the slider folded into the base weights
+(`folded_slider`): a sampling step then costs a base-model call instead of running the low-rank branch
+in every adapted layer, as the original does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from diffusers import DDIMScheduler
-from torch import Tensor
+from peft.tuners.lora import LoraLayer
+from torch import Tensor, nn
+
+from sliders.lora import DEFAULT_ADAPTER, adapter_disabled, lora_layers
 
 # Re-exported: the schedule table lives in a torch-free module for the command line.
 from sliders.schedules import DEFAULT_SCHEDULE, SCHEDULES, ScheduleSpec  # noqa: F401
@@ -55,6 +63,37 @@ def denoise_steps(scheduler: DDIMScheduler, denoise: Denoise, x: Tensor, count: 
         x = scheduler.step(denoise(x, t.to(x.device)), int(t), x).prev_sample
         latents.append(x)
     return latents
+
+
+def folded_weight(layer: LoraLayer, scale: float, adapter_name: str = DEFAULT_ADAPTER) -> Tensor:
+    """The base weight with the adapter at `scale` added: W0 + scale * alpha/r * up @ down (fp32 sum)."""
+    w0 = layer.get_base_layer().weight
+    down = layer.lora_A[adapter_name].weight.float().flatten(1)  # [r, in * k * k]
+    up = layer.lora_B[adapter_name].weight.float().flatten(1)  # [out, r]
+    coef = scale * layer.lora_alpha[adapter_name] / layer.r[adapter_name]
+    return (w0.float() + coef * (up @ down).view(w0.shape)).to(w0.dtype)
+
+
+@contextmanager
+def folded_slider(unet: nn.Module, scale: float = 1.0, adapter_name: str = DEFAULT_ADAPTER) -> Iterator[None]:
+    """Run the UNet with the slider at `scale` folded into its base weights, the low-rank branch off.
+
+    For the no-grad trajectory sampling: every call then costs a base-model call. W0 is swapped back
+    afterwards, never modified (a merge and unmerge in bf16 would drift); memory: one copy of the
+    adapted weights while inside.
+    """
+    swapped = []
+    try:
+        with torch.no_grad():
+            for _, layer in lora_layers(unet, adapter_name):
+                base = layer.get_base_layer()
+                swapped.append((base, base.weight.data))
+                base.weight.data = folded_weight(layer, scale, adapter_name)
+        with adapter_disabled(unet):
+            yield
+    finally:
+        for base, weight in swapped:
+            base.weight.data = weight
 
 
 def _randint(low: int, high: int, generator: torch.Generator) -> int:

@@ -9,6 +9,7 @@ The `reference` schedule instead runs every prediction as its own CFG-doubled pa
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from sliders.defaults import SCALE_LIMIT, START_NOISE
 from sliders.lora import adapter_disabled, per_sample_scale, slider_scale
 from sliders.objectives import text_slider_loss, text_slider_target
 from sliders.prompts import PromptCache, PromptEmbedding, PromptSet, expand_prompt_sets, predict_noise
-from sliders.sampling import SCHEDULES, NoisyLatent, make_schedule
+from sliders.sampling import SCHEDULES, NoisyLatent, folded_slider, make_schedule
 from sliders.trainer import Backward, train_slider
 
 
@@ -68,6 +69,7 @@ class TextSliderTask:
         self.device, self.dtype = pipe.unet.device, pipe.unet.dtype
         self.vae_scale = pipe.vae_scale_factor
         self.separate_passes = SCHEDULES[config.schedule].separate_passes
+        self.folded = SCHEDULES[config.schedule].folded
         self.schedule = make_schedule(config.schedule, pipe.scheduler.config)
         for i, entry in enumerate(config.prompts):  # fail now, not with a shape error inside the UNet
             for size in (
@@ -85,12 +87,15 @@ class TextSliderTask:
         return predict_noise(model, x, t, cond, self.vae_scale)
 
     def guided_denoiser(self, prompt_set: PromptSet, batch: int):
-        """eps for sampling: slider at +1, CFG with uncond = negative, cond = target, one [2B] pass."""
+        """eps for sampling: slider at +1, CFG with uncond = negative, cond = target, one [2B] pass.
+
+        With a `folded` schedule the caller has folded the slider into the weights (`folded_slider`).
+        """
         cond = self.prompts.batch([prompt_set.negative, prompt_set.target], repeat=batch)
         scale = self.config.sampling_guidance
 
         def denoise(x: Tensor, t: Tensor) -> Tensor:
-            with torch.no_grad(), slider_scale(self.unet, 1.0):
+            with torch.no_grad(), nullcontext() if self.folded else slider_scale(self.unet, 1.0):
                 uncond, text = self.predict(self.unet, torch.cat([x, x]), t, cond).chunk(2)
             return uncond + scale * (text - uncond)
 
@@ -166,9 +171,10 @@ class TextSliderTask:
             self.current = int(torch.randint(len(self.prompt_sets), (1,), generator=generator))
             ps = self.prompt_sets[self.current]
             shape = self.latent_shape(ps, generator)
-            self.schedule.refresh(
-                self.guided_denoiser(ps, shape[0]), shape, generator, self.device, self.dtype
-            )
+            with folded_slider(self.unet, 1.0) if self.folded else nullcontext():
+                self.schedule.refresh(
+                    self.guided_denoiser(ps, shape[0]), shape, generator, self.device, self.dtype
+                )
         ps = self.prompt_sets[self.current]
         sample = self.schedule.draw(generator)
         targets = self.targets(self.frozen_predictions(sample, ps), ps)

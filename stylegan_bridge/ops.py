@@ -1,12 +1,14 @@
 """Resampling ops of the alias-free generator: upfirdn2d and the filtered leaky ReLU (pure functions).
 
 Each op has a plain reference (`*_ref`: zero-insert, pad, full-grid FIR, subsample, as the definition
-reads) and a fast path that computes the same numbers with less work on CPU: upsampling as a polyphase
-transposed convolution (no multiplications by inserted zeros), downsampling as a strided convolution
-(no filtered samples that are thrown away), and separable filters one axis at a time.
-Tests compare the two. The fast path works on channels-last memory (its depthwise convolutions are
-several times faster there) and returns channels-last tensors. Filters are true convolutions (the kernel is flipped for `conv2d`) unless
-`flip_filter`; the low-pass filters of the generator are symmetric, so both agree there.
+reads) and a fast path that computes the same numbers with less work: upsampling as a depthwise
+transposed convolution with stride `up` (polyphase: no multiplications by inserted zeros), downsampling
+as a strided convolution (no filtered samples that are thrown away), separable filters one axis at a
+time, paddings folded into the convolutions, and the filtered leaky ReLU's gain folded into its
+down filter. Tests compare the two. The fast path works on channels-last memory (depthwise
+convolutions are several times faster there on CPU) and returns channels-last tensors. Filters are
+true convolutions (the kernel is flipped for `conv2d`) unless `flip_filter`; the low-pass filters of
+the generator are symmetric, so both agree there.
 
 Shapes: x [N, C, H, W]; a filter is None (identity), [k] (separable) or [k, k] (non-separable);
 padding is (x0, x1, y0, y1) on the upsampled grid, negative values crop.
@@ -100,68 +102,74 @@ def filtered_lrelu_ref(
 # Fast paths.
 
 
-def _fir_axis(
-    x: torch.Tensor, f: torch.Tensor, dim: int, up: int, down: int, pad: tuple[int, int]
+def _depthwise(f: torch.Tensor, channels: int, dim: int | None) -> torch.Tensor:
+    """A filter as a depthwise conv weight [C, 1, kh, kw]: f [k] along `dim` (2 = H, 3 = W), or f [k, k]."""
+    if dim is None:
+        return f[None, None].expand(channels, 1, *f.shape).contiguous()
+    shape = [1, 1, f.shape[0], 1] if dim == 2 else [1, 1, 1, f.shape[0]]
+    return f.view(shape).expand(channels, -1, -1, -1).contiguous()
+
+
+def _window(y: torch.Tensor, dim: int, start: int, length: int) -> torch.Tensor:
+    """y[start : start + length] along `dim`, zero-filled where the window leaves y."""
+    if start >= 0 and start + length <= y.shape[dim]:
+        return y.narrow(dim, start, length)
+    lo, hi = -start, start + length - y.shape[dim]
+    return F.pad(y, [lo, hi, 0, 0] if dim == 3 else [0, 0, lo, hi])
+
+
+def _upsample(
+    x: torch.Tensor, fc: torch.Tensor, dims: tuple[int, ...], up: int, pads: Padding
 ) -> torch.Tensor:
-    """upfirdn along one axis (dim 2 = H, 3 = W) with a 1-D filter f [k] that is already flipped/scaled."""
-    c, k = x.shape[1], f.shape[0]
-    n_valid = x.shape[dim] * up + pad[0] + pad[1] - (k - 1)
-    weight = f.to(x.dtype).view([1, 1, k, 1] if dim == 2 else [1, 1, 1, k]).repeat(c, 1, 1, 1)
-    stride = [1, 1]
+    """Zero insertion, padding and the correlation kernel fc ([k] along one of `dims`, or [k, k] on (2, 3)).
+
+    A transposed convolution with stride `up` is the full convolution of the zero-inserted signal,
+    computed without multiplying the inserted zeros (polyphase); the reference keeps the window of it
+    that starts at k-1-pad0. The part of the crop that is the same at both ends is the transposed
+    convolution's own padding, so the usual case needs no copy.
+    """
+    k, c = fc.shape[0], x.shape[1]
+    stride, padding, windows = [1, 1], [0, 0], []
+    for dim in dims:
+        pad = pads[:2] if dim == 3 else pads[2:]
+        n_valid = x.shape[dim] * up + pad[0] + pad[1] - (k - 1)
+        start = k - 1 - pad[0]
+        crop = max(min(start, (x.shape[dim] - 1) * up + k - start - n_valid), 0)
+        stride[dim - 2], padding[dim - 2] = up, crop
+        windows.append((dim, start - crop, n_valid))
+    dim = None if fc.ndim == 2 else dims[0]
+    weight = _depthwise(fc.flip(list(range(fc.ndim))), c, dim)  # a convolution kernel: the flipped fc
+    y = F.conv_transpose2d(x, weight, stride=stride, padding=padding, groups=c)
+    for dim, start, length in windows:
+        y = _window(y, dim, start, length)
+    return y
+
+
+def _correlate(
+    x: torch.Tensor, fc: torch.Tensor, dims: tuple[int, ...], down: int, pads: Padding
+) -> torch.Tensor:
+    """Correlation of the padded x with fc ([k] along dims[0], or [k, k] on (3, 2)), only at kept positions.
+
+    The padding both ends share is the convolution's own (no copy); only the rest is cut or padded.
+    """
+    stride, padding = [1, 1], [0, 0]
+    for dim in dims:
+        p0, p1 = pads[:2] if dim == 3 else pads[2:]
+        shared = max(min(p0, p1), 0)
+        x = _window(x, dim, shared - p0, x.shape[dim] + p0 + p1 - 2 * shared)
+        stride[dim - 2], padding[dim - 2] = down, shared
+    weight = _depthwise(fc, x.shape[1], None if fc.ndim == 2 else dims[0])
+    return F.conv2d(x, weight, stride=stride, padding=padding, groups=x.shape[1])
+
+
+def _fir_axis(
+    x: torch.Tensor, fc: torch.Tensor, dim: int, up: int, down: int, pad: tuple[int, int]
+) -> torch.Tensor:
+    """upfirdn along one axis (dim 2 = H, 3 = W) with a 1-D correlation kernel fc [k], already scaled."""
     if up == 1:
-        # Plain correlation of the padded signal, computed only at the kept positions.
-        x = F.pad(x, [*pad, 0, 0] if dim == 3 else [0, 0, *pad])
-        stride[dim - 2] = down
-        return F.conv2d(x, weight, stride=stride, groups=c)
-    # Polyphase: the full convolution of the zero-inserted signal, y[m*up + p] = sum_j x[m-j] f[j*up + p],
-    # is `up` ordinary convolutions on the input grid, interleaved. No multiplications by inserted zeros.
-    f_true = f.flip(0)
-    n_phase = -(-k // up)
-    f_true = F.pad(f_true, [0, n_phase * up - k])
-    phases = f_true.view(n_phase, up).t().flip(1)  # [up, n_phase] correlation kernels
-    n, _, h, w = x.shape
-    length = x.shape[dim]
-    if dim == 3:
-        x = F.pad(x, [n_phase - 1, n_phase - 1, 0, 0])
-        y = F.conv2d(
-            x,
-            phases.reshape(1, up, 1, n_phase).expand(c, -1, -1, -1).reshape(c * up, 1, 1, n_phase),
-            groups=c,
-        )
-        # Channels-last memory is (n, h, m, c, p); the output wants (n, h, m, p, c): one copy.
-        y = (
-            y.permute(0, 2, 3, 1)
-            .reshape(n, h, -1, c, up)
-            .transpose(3, 4)
-            .reshape(n, h, -1, c)
-            .permute(0, 3, 1, 2)
-        )
-    else:
-        x = F.pad(x, [0, 0, n_phase - 1, n_phase - 1])
-        y = F.conv2d(
-            x,
-            phases.reshape(1, up, n_phase, 1).expand(c, -1, -1, -1).reshape(c * up, 1, n_phase, 1),
-            groups=c,
-        )
-        # Channels-last memory is (n, m, w, c, p); the output wants (n, m, p, w, c): one copy.
-        y = (
-            y.permute(0, 2, 3, 1)
-            .reshape(n, -1, w, c, up)
-            .permute(0, 1, 4, 2, 3)
-            .reshape(n, -1, w, c)
-            .permute(0, 3, 1, 2)
-        )
-    assert y.shape[dim] == (length + n_phase - 1) * up
-    # The reference keeps the window of the full convolution that starts at k-1-pad0.
-    start = k - 1 - pad[0]
-    if start >= 0 and start + n_valid <= y.shape[dim]:
-        y = y.narrow(dim, start, n_valid)
-    else:
-        extra = n_valid + start - y.shape[dim]
-        y = F.pad(y, [-start, extra, 0, 0] if dim == 3 else [0, 0, -start, extra])
-    if down == 1:
-        return y
-    return y[:, :, :, ::down] if dim == 3 else y[:, :, ::down]
+        return _correlate(x, fc, (dim,), down, (*pad, *pad))
+    y = _upsample(x, fc, (dim,), up, (*pad, *pad))
+    return y if down == 1 else (y[:, :, :, ::down] if dim == 3 else y[:, :, ::down])
 
 
 def upfirdn2d(
@@ -179,7 +187,7 @@ def upfirdn2d(
     x = x.contiguous(memory_format=torch.channels_last)
     x0, x1, y0, y1 = padding
     if f is None:
-        x = F.pad(x if up == 1 else _zero_insert(x, up), [x0, x1, y0, y1])
+        x = F.pad(x if up == 1 else _zero_insert(x, up), [x0, x1, y0, y1])  # a copy, even unpadded
         x = x[:, :, ::down, ::down]
         return x * gain if gain != 1 else x
     f = f.to(x.dtype) * gain ** (f.ndim / 2)
@@ -188,12 +196,9 @@ def upfirdn2d(
     if f.ndim == 1:
         x = _fir_axis(x, fc, 3, up, down, (x0, x1))
         return _fir_axis(x, fc, 2, up, down, (y0, y1))
-    c = x.shape[1]
-    weight = fc[None, None].repeat(c, 1, 1, 1)
     if up == 1:
-        return F.conv2d(F.pad(x, [x0, x1, y0, y1]), weight, stride=down, groups=c)
-    # Non-separable upsampling is rare (unused by the generator); take the reference route.
-    return upfirdn2d_ref(x, f, up=up, down=down, padding=padding, gain=1.0, flip_filter=flip_filter)
+        return _correlate(x, fc, (3, 2), down, padding)
+    return _upsample(x, fc, (3, 2), up, padding)[:, :, ::down, ::down]
 
 
 def _zero_insert(x: torch.Tensor, up: int) -> torch.Tensor:
@@ -224,22 +229,24 @@ def filtered_lrelu(
     if b is not None:
         assert b.shape == (c,), f"bias must be [{c}], got {tuple(b.shape)}"
         x = x + b.to(x.dtype).reshape(1, -1, 1, 1)
-    x_in = x
+    # upfirdn2d returns a new tensor (convolutions, F.pad), so the in-place steps below never write
+    # into the caller's tensor.
     x = upfirdn2d(x, fu, up=up, padding=padding, gain=up**2, flip_filter=flip_filter)
-    if x.untyped_storage().data_ptr() == x_in.untyped_storage().data_ptr():
-        x = x.clone()  # the in-place steps below must never write into the caller's tensor
-    # leaky_relu commutes with the positive gain, so the order of the two does not matter.
-    if torch.is_grad_enabled() and x.requires_grad:
-        # Autograd needs the intermediate values: out-of-place (training, e.g. the toy world's fit).
-        x = F.leaky_relu(x, slope) if slope != 1 else x
-        x = x * gain if gain != 1 else x
-        x = x.clamp(-clamp, clamp) if clamp is not None else x
-    else:
-        x = F.leaky_relu_(x, slope) if slope != 1 else x
-        if gain != 1:
-            x.mul_(gain)
-        if clamp is not None:
-            x.clamp_(-clamp, clamp)
-    x = upfirdn2d(x, fd, down=down, flip_filter=flip_filter)
+    # clamp(gain * y, c) = gain * clamp(y, c / gain) for gain > 0: the gain rides on the down filter,
+    # which is linear, instead of costing a pass over the largest tensor of the layer.
+    folded = gain if gain > 0 else 1.0
+    x = _lrelu_clamp(x, slope, gain / folded, None if clamp is None else clamp / folded)
+    x = upfirdn2d(x, fd, down=down, gain=folded, flip_filter=flip_filter)
     assert x.shape == (n, c, out_h, out_w), (tuple(x.shape), (n, c, out_h, out_w))
     return x
+
+
+def _lrelu_clamp(x: torch.Tensor, slope: float, gain: float, bound: float | None) -> torch.Tensor:
+    """clamp(leaky_relu(x) * gain, -bound, bound): in place, unless autograd needs the intermediates."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        x = F.leaky_relu(x, slope) if slope != 1 else x
+        x = x * gain if gain != 1 else x
+        return x.clamp(-bound, bound) if bound is not None else x
+    x = F.leaky_relu_(x, slope) if slope != 1 else x
+    x = x.mul_(gain) if gain != 1 else x
+    return x.clamp_(-bound, bound) if bound is not None else x

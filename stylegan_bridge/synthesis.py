@@ -45,6 +45,7 @@ class LayerSpec:
     out_cutoff: float
     in_half_width: float
     out_half_width: float
+    use_fp16: bool = False  # one of the `num_fp16_res` highest resolutions: fp16 on CUDA unless force_fp32
 
 
 def layer_schedule(config: GeneratorConfig) -> tuple[dict[str, float], list[LayerSpec]]:
@@ -81,6 +82,7 @@ def layer_schedule(config: GeneratorConfig) -> tuple[dict[str, float], list[Laye
                 out_cutoff=float(cutoffs[i]),
                 in_half_width=float(half_widths[p]),
                 out_half_width=float(half_widths[i]),
+                use_fp16=bool(rates[i] * 2**config.num_fp16_res > res),
             )
         )
     first = {
@@ -147,8 +149,12 @@ def modulated_conv2d(
     padding: int = 0,
     demodulate: bool = True,
     input_gain: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """x [B, I, H, W], weight [O, I, k, k], styles [B, I] -> [B, O, H', W'] (StyleGAN2 sec. 2.2, SG3 app. D)."""
+    """x [B, I, H, W], weight [O, I, k, k], styles [B, I] -> [B, O, H', W'] (StyleGAN2 sec. 2.2, SG3 app. D).
+
+    `bias` [O] is added to the output by the convolution itself (no pass of its own).
+    """
     b, i = x.shape[:2]
     o, _, kh, kw = weight.shape
     assert weight.shape[1] == i and styles.shape == (b, i), (
@@ -165,13 +171,17 @@ def modulated_conv2d(
         w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(b, o, 1, 1, 1)
     if input_gain is not None:
         w = w * input_gain.expand(b, i).reshape(b, 1, i, 1, 1)
+    w, bias = w.to(x.dtype), None if bias is None else bias.to(x.dtype)  # factors above in the weight's dtype
     if b == 1 or x.device.type == "cpu":
         # On CPU one plain convolution per sample beats a grouped one: it keeps channels-last memory,
         # where the grouped form must first copy the batch into the channel axis.
         if b == 1:
-            return F.conv2d(x, w[0], padding=padding)
-        return torch.cat([F.conv2d(x[j : j + 1], w[j], padding=padding) for j in range(b)])
-    x = F.conv2d(x.reshape(1, b * i, *x.shape[2:]), w.reshape(b * o, i, kh, kw), padding=padding, groups=b)
+            return F.conv2d(x, w[0], bias, padding=padding)
+        return torch.cat([F.conv2d(x[j : j + 1], w[j], bias, padding=padding) for j in range(b)])
+    bias = None if bias is None else bias.repeat(b)
+    x = F.conv2d(
+        x.reshape(1, b * i, *x.shape[2:]), w.reshape(b * o, i, kh, kw), bias, padding=padding, groups=b
+    )
     return x.reshape(b, o, *x.shape[2:])
 
 
@@ -229,8 +239,14 @@ class SynthesisLayer(nn.Module):
         lo = (total + self.up) // 2
         self.padding = (lo, total - lo, lo, total - lo)  # (x0, x1, y0, y1)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, update_emas: bool = False) -> torch.Tensor:
-        """x [B, in_channels, in_size, in_size], w [B, w_dim] -> [B, out_channels, out_size, out_size]."""
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, update_emas: bool = False, force_fp32: bool = True
+    ) -> torch.Tensor:
+        """x [B, in_channels, in_size, in_size], w [B, w_dim] -> [B, out_channels, out_size, out_size].
+
+        Computes in the module's dtype; with `force_fp32=False` on CUDA, a `use_fp16` layer computes in
+        fp16 as NVlabs' (its clamp keeps the values in range).
+        """
         b = x.shape[0]
         assert x.shape[1:] == (self.in_channels, self.in_size, self.in_size), (self.spec.name, tuple(x.shape))
         assert w.shape == (b, self.w_dim), (self.spec.name, tuple(w.shape))
@@ -239,22 +255,24 @@ class SynthesisLayer(nn.Module):
                 magnitude = x.detach().to(torch.float32).square().mean()
                 self.magnitude_ema.copy_(magnitude.lerp(self.magnitude_ema, self.magnitude_ema_beta))
         dtype = self.weight.dtype  # compute in the module's dtype (fp32 by default; fp16/bf16 if cast)
+        if self.spec.use_fp16 and not force_fp32 and x.device.type == "cuda":
+            dtype = torch.float16
         styles = self.affine(w)  # [B, in_channels]: the style space of this layer
         if self.is_torgb:
             styles = styles * (1 / math.sqrt(self.in_channels * self.conv_kernel**2))
         x = modulated_conv2d(
             x.to(dtype),
             self.weight,
-            styles.to(dtype),
+            styles.to(self.weight.dtype),
             padding=self.conv_kernel - 1,
             demodulate=not self.is_torgb,
-            input_gain=self.magnitude_ema.to(dtype).rsqrt(),
+            input_gain=self.magnitude_ema.to(self.weight.dtype).rsqrt(),
+            bias=self.bias,
         )
         x = filtered_lrelu(
             x,
             fu=self.up_filter,
             fd=self.down_filter,
-            b=self.bias.to(x.dtype),
             up=self.up,
             down=self.down,
             padding=self.padding,
@@ -332,8 +350,9 @@ class SynthesisNetwork(nn.Module):
     ) -> torch.Tensor:
         """ws [B, num_ws, w_dim]: ws[:, 0] drives `input`, ws[:, i + 1] drives layer i.
 
-        `noise_mode` and `force_fp32` are accepted for NVlabs compatibility: StyleGAN3 has no noise
-        inputs, and this implementation computes in fp32 (or the dtype the module was cast to).
+        `noise_mode` is accepted for NVlabs compatibility (StyleGAN3 has no noise inputs). With
+        `force_fp32=False` on CUDA the `num_fp16_res` highest resolutions compute in fp16, as NVlabs'
+        default; otherwise every layer computes in fp32 (or the dtype the module was cast to).
         """
         check_noise_mode(noise_mode)
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
@@ -341,7 +360,7 @@ class SynthesisNetwork(nn.Module):
         ws = ws.to(torch.float32).unbind(dim=1)
         x = self.input(ws[0])
         for name, w in zip(self.layer_names, ws[1:]):
-            x = getattr(self, name)(x, w, update_emas=update_emas)
+            x = getattr(self, name)(x, w, update_emas=update_emas, force_fp32=force_fp32)
         if self.output_scale != 1:
             x = x * self.output_scale
         return x.to(torch.float32)

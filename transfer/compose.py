@@ -164,13 +164,66 @@ class Composition:
         self.close()
 
 
+@dataclass
+class _ShapeGroup:
+    """Modules whose weights share one shape, their factors stacked so that one batched matmul fuses them.
+
+    A module with fewer ranks than the group's widest is padded with zero ranks (coefficient 0).
+    """
+
+    paths: list[str]
+    down: torch.Tensor  # [G, R, in*k*k], fp32
+    up: torch.Tensor  # [G, out, R], fp32
+    owner: torch.Tensor  # [G, R], slider index of each rank
+    coef: torch.Tensor  # [G, R], alpha_i / r_i of that slider; 0 on padding ranks
+    fused: torch.Tensor | None = None  # [G, out, in*k*k] in the weights' dtype: every module's W1
+
+    def to(self, device: torch.device) -> None:
+        """Keep the factors where the weights are: moved once, not at every fusing."""
+        if self.down.device != device:
+            self.down, self.up = self.down.to(device), self.up.to(device)
+            self.owner, self.coef = self.owner.to(device), self.coef.to(device)
+
+
+def shape_groups(stacks: Mapping[str, _ModuleStack]) -> list[_ShapeGroup]:
+    """Group the stacked modules by weight shape, padding each to the group's largest total rank."""
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for path, stack in stacks.items():
+        by_shape.setdefault(tuple(stack.module.weight.shape), []).append(path)
+    groups = []
+    for paths in by_shape.values():
+        rank = max(stacks[p].down.shape[0] for p in paths)
+        groups.append(
+            _ShapeGroup(
+                paths,
+                down=torch.stack([_pad_rank(stacks[p].down, rank, 0) for p in paths]),
+                up=torch.stack([_pad_rank(stacks[p].up, rank, 1) for p in paths]),
+                owner=torch.stack([_pad_rank(stacks[p].owner, rank, 0) for p in paths]),
+                coef=torch.stack([_pad_rank(stacks[p].coef, rank, 0) for p in paths]),
+            )
+        )
+    return groups
+
+
+def _pad_rank(t: torch.Tensor, rank: int, dim: int) -> torch.Tensor:
+    """t with zeros appended along `dim` up to `rank` entries."""
+    pad = [0, 0] * (t.ndim - 1 - dim) + [0, rank - t.shape[dim]]
+    return torch.nn.functional.pad(t, pad)
+
+
+# Fusing materialises the fp32 update of this many weight elements at a time (256 MB).
+_FUSE_CHUNK_ELEMENTS = 2**26
+
+
 class FusedComposition(Composition):
     """Sliders fused into the base weights while on; no per-step cost (see the module docstring).
 
     Each adapted module keeps two weight tensors: its untouched original `W0` and, once computed for
     the current scales, `W1 = W0 + up diag(c) down`. The gate swaps which one the module uses (a
     pointer swap per module, whatever the number of sliders); `W1` is recomputed only when the scales
-    change (a sweep column), never per step. Memory: one extra copy of the adapted weights while on.
+    change (a sweep column), never per step: one batched matmul per group of equally shaped modules,
+    on the weights' device, into buffers allocated once, without a host synchronisation.
+    Memory: one extra copy of the adapted weights, and the stacked factors on the weights' device.
     Weights must not be moved (`.to`, offloading) while the sliders are on; between images they may.
     """
 
@@ -179,19 +232,34 @@ class FusedComposition(Composition):
     def __init__(self, unet, sliders, scales, names=None):
         super().__init__(unet, sliders, scales, names)
         self._stacks = stack_sliders(unet, sliders, self.names)
+        self._groups = shape_groups(self._stacks)
         self._off = {path: s.module.weight.data for path, s in self._stacks.items()}
-        self._on: dict[str, torch.Tensor] = {}  # W1 for `_on_scales`; empty until first needed
+        self._on: dict[str, torch.Tensor] = {}  # W1 for `_on_scales` (views of the groups' buffers)
         self._on_scales: torch.Tensor | None = None
         self._fused_now = False
 
     @torch.no_grad()
     def _fuse(self, scales: torch.Tensor) -> None:
         """Compute W1 = W0 + the sliders' summed update at `scales` for every module (fp32 sum)."""
-        self._on = {}  # free the old W1 before building the new one
-        for path, stack in self._stacks.items():
-            base = self._off[path]
-            delta = stack.delta(scales, base.device)
-            self._on[path] = (base.float() + delta).to(base.dtype)
+        for group in self._groups:
+            w0 = [self._off[path] for path in group.paths]
+            device, dtype = w0[0].device, w0[0].dtype
+            with torch.inference_mode(False):  # kept across calls, also when first made under inference_mode
+                group.to(device)
+                if group.fused is None or group.fused.device != device or group.fused.dtype != dtype:
+                    shape = group.up.shape[:2] + group.down.shape[2:]
+                    group.fused = torch.empty(shape, device=device, dtype=dtype)
+            c = group.coef * _on_device(scales, device)[group.owner]  # [G, R]
+            step = max(1, _FUSE_CHUNK_ELEMENTS // group.fused[0].numel())
+            for lo in range(0, len(w0), step):
+                out = group.fused[lo : lo + step]
+                torch.stack([w.reshape(out.shape[1:]) for w in w0[lo : lo + step]], out=out)
+                # In place, W0 (weight dtype) + update (fp32) is summed in fp32 and rounded once.
+                out.add_(
+                    torch.bmm(group.up[lo : lo + step] * c[lo : lo + step, None], group.down[lo : lo + step])
+                )
+            for path, fused in zip(group.paths, group.fused):
+                self._on[path] = fused.view(self._off[path].shape)
         self._on_scales = scales.clone()
 
     def _update(self) -> None:
@@ -229,7 +297,14 @@ class FusedComposition(Composition):
     def close(self) -> None:
         """Give every module its original weight back and drop W1."""
         self.set_weight(0.0)
-        self._on, self._on_scales, self._stacks = {}, None, {}
+        self._on, self._on_scales, self._stacks, self._groups = {}, None, {}, []
+
+
+def _on_device(scales: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The scales (a few floats, on the CPU) on `device`; to a GPU through pinned memory, without a sync."""
+    if device.type == "cuda":
+        return scales.pin_memory().to(device, non_blocking=True)
+    return scales.to(device)
 
 
 def _same(a: torch.Tensor, b: torch.Tensor | None) -> bool:

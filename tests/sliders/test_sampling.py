@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from unet_probe import randomize, unet_output
 
-from sliders.sampling import SCHEDULES, PartialDenoise, TrajectoryPool, ddim_scheduler, make_schedule
+from sliders.lora import adapter_disabled, attach_slider, lora_layers, slider_scale
+from sliders.sampling import (
+    SCHEDULES,
+    PartialDenoise,
+    TrajectoryPool,
+    ddim_scheduler,
+    folded_slider,
+    make_schedule,
+)
+from toyworld.tiny_sdxl import build_tiny_unet
 
 CONFIG = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "steps_offset": 1,
           "timestep_spacing": "leading", "num_train_timesteps": 1000}  # fmt: skip
@@ -99,3 +109,26 @@ def test_default_schedule_is_cheaper_than_reference():
     assert reference.separate_passes and not fast.separate_passes
     with pytest.raises(ValueError, match="schedule: unknown 'slow'"):
         make_schedule("slow", CONFIG)
+
+
+def test_folded_slider_predicts_as_the_low_rank_branch_and_restores_the_weights():
+    """Sampling with the slider folded into the weights: same eps as the adapter at that scale."""
+    torch.manual_seed(0)
+    unet = build_tiny_unet().eval()
+    attach_slider(unet, rank=2, alpha=1.0, targets="full")
+    randomize(unet)
+    weights = {name: layer.get_base_layer().weight for name, layer in lora_layers(unet)}
+    before = {name: w.detach().clone() for name, w in weights.items()}
+    with adapter_disabled(unet):
+        base = unet_output(unet)
+    for scale in (1.0, -2.0):
+        with slider_scale(unet, scale):
+            expected = unet_output(unet)
+        with folded_slider(unet, scale):
+            folded = unet_output(unet)
+        assert (expected - base).abs().max() > 0.05, "the slider must change the prediction"
+        torch.testing.assert_close(folded, expected, atol=1e-5, rtol=1e-5)
+    for name, layer in lora_layers(unet):
+        assert layer.get_base_layer().weight is weights[name] and torch.equal(weights[name], before[name])
+    with adapter_disabled(unet):
+        torch.testing.assert_close(unet_output(unet), base, atol=0, rtol=0)

@@ -41,6 +41,19 @@ def test_official_1024_schedules_match_nvlabs_names_and_style_dims():
     assert [s.is_critically_sampled for s in t][-3:] == [True, True, True] and not t[11].is_critically_sampled
 
 
+def test_fp16_layers_are_the_four_highest_resolutions_as_nvlabs():
+    _, t = layer_schedule(FFHQ_T)
+    # NVlabs: use_fp16 = sampling_rate * 2**num_fp16_res > img_resolution (rates 128 .. 1024 at 1024 px).
+    assert [s.name for s in t if s.use_fp16][0] == "L5_148_512" and sum(s.use_fp16 for s in t) == 10
+    _, none = layer_schedule(GeneratorConfig(num_fp16_res=0))
+    assert not any(s.use_fp16 for s in none)
+
+
+def test_fp16_is_cuda_only_so_the_cpu_renders_fp32_either_way(G):
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(G(z, force_fp32=False), G(z, force_fp32=True))
+
+
 def test_official_1024_parameter_counts():
     with torch.device("meta"):  # shapes only: no memory, no random numbers
         gt = Generator(FFHQ_T)

@@ -49,6 +49,9 @@ CASES = [
     (3, 1, (2, 1, 0, 4), "sep"),
     (1, 2, (2, 2, 2, 2), "2d"),
     (2, 2, (3, 3, 3, 3), "2d"),
+    # Padding beyond the filter's reach (the window leaves the transposed convolution) and unequal axes.
+    (2, 1, (9, 9, 8, 10), "sep"),
+    (2, 1, (4, 1, 2, 9), "2d"),
 ]
 
 

@@ -173,3 +173,28 @@ def test_fused_follows_a_unet_moved_between_images(unet, sliders):
     torch.testing.assert_close(_forward(unet), expected, atol=1e-4, rtol=1e-4)
     composition.close()
     torch.testing.assert_close(_forward(unet), base, atol=0, rtol=0)
+
+
+def test_fused_new_scales_reuse_the_fused_weights_memory(unet, sliders):
+    """A sweep column re-fuses in place: no new weight memory per set of scales, and the values follow."""
+    module = unet.get_submodule("down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q")
+    base = module.weight.detach().clone()
+    with compose_sliders(unet, sliders, SCALES) as composition:
+        composition.set_weight(1.0)
+        first, plus = module.weight.data_ptr(), module.weight.detach() - base
+        composition.set_scales([2 * s for s in SCALES])
+        assert module.weight.data_ptr() == first
+        torch.testing.assert_close(module.weight.detach() - base, 2 * plus, atol=1e-6, rtol=1e-5)
+
+
+def test_fused_first_under_inference_mode_then_outside(unet, sliders):
+    """Sampling may run under `torch.inference_mode`; new scales set between images must still fuse."""
+    with compose_sliders(unet, sliders, SCALES) as composition:
+        with torch.inference_mode():
+            composition.set_weight(1.0)
+            composition.set_weight(0.0)
+        composition.set_scales([-s for s in SCALES])
+        composition.set_weight(1.0)
+        torch.testing.assert_close(
+            _forward(unet), _reference_after(unet, composition, sliders, composition.scales)
+        )
