@@ -81,7 +81,8 @@ def test_other_settings_invert_again_and_an_empty_prompt_works(
         cli.main(apply_argv(tiny_sdxl_path, photo, out, "--invert", "edit-friendly", "--seeds", "0,1")) == 0
     )
     assert len(count_inversions) == 2  # edit-friendly noise depends on the seed
-    assert cli.main(apply_argv(tiny_sdxl_path, photo, out, "--invert", "ddim", "--seeds", "0,1")) == 0
+    again = apply_argv(tiny_sdxl_path, photo, out, "--invert", "ddim", "--seeds", "0,1", "--force")
+    assert cli.main(again) == 0  # --force: the same --out again (its inversion cache is kept)
     assert len(count_inversions) == 3  # DDIM inversion is deterministic: one for both seeds
     summary = json.loads((out / "summary.json").read_text())
     assert summary["prompts"] == [""] and summary["strength"] is None
