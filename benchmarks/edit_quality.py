@@ -33,7 +33,7 @@ leak curve; inversion time) come first; the last line is
 On a shared CPU give `--threads 1`: two OpenMP threads that wait on each other's time slices ran more
 than ten times slower here.
 
-    python benchmarks/edit_quality.py --json --threads 1         # 32 photos, 20 steps (45 min, loaded)
+    python benchmarks/edit_quality.py --json --threads 1         # 32 photos, 20 steps (16 min, loaded)
     python benchmarks/edit_quality.py --photos 4 --steps 10      # a quick look
     python benchmarks/edit_quality.py --figure docs/edit-methods.png   # photo 0 by every method
 """
