@@ -11,6 +11,9 @@
 # NVlabs on the GPU machine: a clone outside the repository (a scratch folder), with its Python needs
 # (click, requests, setuptools<81 for pkg_resources; ninja and nvcc compile its kernels), e.g.
 #   STYLEGAN3_DIR=/scratch/stylegan3 PYTHONPATH=/scratch/nvdeps bash benchmarks/gpu_suite.sh
+# Without STYLEGAN3_DIR the suite looks in bench-out/nvlabs/ (git-ignored, never committed): a clone in
+# bench-out/nvlabs/stylegan3 and those packages in bench-out/nvlabs/deps, for a machine that cannot
+# reach the network but receives the working tree's ignored folders.
 # Each benchmark writes OUT_DIR/<name>.log; its last line is the benchmark's JSON object, and
 # OUT_DIR/summary.jsonl collects those lines. A benchmark that fails or runs past its time limit is
 # reported and the suite goes on. PYTHON picks the interpreter (default: python3); TIME_SCALE multiplies
@@ -26,6 +29,12 @@ for arg in "$@"; do
     esac
 done
 py=${PYTHON:-python3}
+nvlabs=$(cd "$(dirname "$0")/.." && pwd)/bench-out/nvlabs
+if [ -z "${STYLEGAN3_DIR:-}" ] && [ -d "$nvlabs/stylegan3" ]; then
+    export STYLEGAN3_DIR=$nvlabs/stylegan3 PYTHONPATH=$nvlabs/deps${PYTHONPATH:+:$PYTHONPATH} \
+        PATH=$nvlabs/deps/bin:$PATH  # ninja, which builds its kernels
+fi
+echo "NVlabs: ${STYLEGAN3_DIR:-none}"
 scale=${TIME_SCALE:-1}
 deadline=$((SECONDS + ${SUITE_SECONDS:-470}))
 here=$(cd "$(dirname "$0")" && pwd)
@@ -63,7 +72,7 @@ if [ "$mode" = gpu ]; then
     visual=(--arch sdxl --resolution 1024 --iters 6 --warmup 1 --rounds 2)
 else
     stylegan=(--configs T32,R32 --batches 2 --min-seconds 0 --min-runs 1)
-    compose=(--steps 2 --repeats 1 --counts 1,2 --methods ours,ours_same_scales)
+    compose=(--steps 2 --repeats 1 --counts 1 --methods ours)
     text=(--iters 1 --warmup 0 --rounds 1)
     visual=(--iters 2 --warmup 0 --rounds 1)
 fi
