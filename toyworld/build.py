@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from toyworld.stage import stage_done, write_done
 from toyworld.toy_gan import TOY_GAN_FILE
 from toyworld.training import device_report
 
@@ -156,13 +157,13 @@ def train_gan(config: BuildConfig, device: torch.device | None = None) -> None:
     from toyworld.toy_gan_fit import FitConfig, finalize, fit, fit_report
 
     work = config.work / "gan"
-    if (config.work / "gan_done.json").exists():
+    if stage_done(config.work, "gan"):
         return
     device = device or config.resolved_device()
     fit(FitConfig(work=work, steps=config.gan_steps, seed=config.seed), device=device)
     # On the CPU, from the checkpoint: the exported generator never depends on the training device.
     finalize(work, work / TOY_GAN_FILE)
-    _write_json(config.work / "gan_done.json", {**fit_report(work), **device_report(device)})
+    write_done(config.work, "gan", fit_report(work), device)
 
 
 @contextmanager

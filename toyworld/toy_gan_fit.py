@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from PIL import Image
 from stylegan_bridge import Generator, export_generator
 from stylegan_bridge.ops import upfirdn2d
 from stylegan_bridge.synthesis import SynthesisLayer
+from toyworld.stage import Stage, train_stage
 from toyworld.toy_gan import (
     TOY_GAN_CONFIG,
     apply_masks,
@@ -33,15 +34,7 @@ from toyworld.toy_gan import (
     set_w_avg,
     structure_masks,
 )
-from toyworld.training import (
-    EMA,
-    load_checkpoint,
-    optimizer_step,
-    prefetch,
-    save_checkpoint,
-    to_tensor,
-    to_uint8,
-)
+from toyworld.training import EMA, load_checkpoint, to_tensor, to_uint8
 from toyworld.world import (
     EYE_ROW,
     FACE_CENTER,
@@ -179,92 +172,49 @@ def fit(config: FitConfig, device: torch.device | str = "cpu") -> Path:
     """Train (or resume) under `config.work` on `device`; returns the checkpoint path."""
     config.work.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
-    torch.manual_seed(config.seed)
-    G = Generator(TOY_GAN_CONFIG)  # initialised on the CPU: the same start on every device
+    G, masks = init_generator(config.seed, device)
+    opt = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(0.9, 0.99))
+    ema = EMA(G, config.ema)
+    samples = config.work / "samples.png"
+
+    def sample(done: int) -> None:
+        if done % config.sample_every == 0:
+            save_samples(G, ema, samples)
+
+    stage = Stage("gan", config.work / CHECKPOINT, config.steps, G, opt, partial(_lr_factor, config=config),
+                  device, ema=ema, constrain=partial(apply_masks, G, masks), on_step=sample, every_steps=None,
+                  every_s=config.checkpoint_every_s, minutes=config.minutes, log=config.work / "log.txt",
+                  extra={"config": {k: str(v) for k, v in asdict(config).items()}})  # fmt: skip
+    G.train()
+    train_stage(
+        stage, lambda step: world_targets(config.seed, step, config.batch), partial(_fit_loss, G, config)
+    )
+    save_samples(G, ema, samples)
+    return stage.checkpoint
+
+
+def init_generator(seed: int, device: torch.device) -> tuple[Generator, dict[str, torch.Tensor]]:
+    """The seeded starting generator (made on the CPU: the same start on every device) and its masks."""
+    torch.manual_seed(seed)
+    G = Generator(TOY_GAN_CONFIG)
     masks = structure_masks(G)
     apply_masks(G, masks)
     init_eye_path(G)
     # On the device before the optimiser and EMA, so their state lives where the weights do.
-    G.to(device)
-    masks = {name: mask.to(device) for name, mask in masks.items()}
-    opt = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(0.9, 0.99))
-    ema = EMA(G, config.ema)
-    ckpt_path = config.work / CHECKPOINT
-    state = load_checkpoint(ckpt_path)
-    step, wall_s = 0, 0.0
-    if state is not None:
-        G.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        ema.load_state_dict(state["ema"])
-        step, wall_s = int(state["step"]), float(state["wall_s"])
-    log_path = config.work / "log.txt"
-    if log_path.exists():  # drop lines logged after the checkpoint: those steps run again
-        kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
-        log_path.write_text("".join(line + "\n" for line in kept))
-    log = open(log_path, "a")
-    start = time.monotonic()
-    last_ckpt = start
-    G.train()
+    return G.to(device), {name: mask.to(device) for name, mask in masks.items()}
 
-    def save() -> None:
-        save_checkpoint(
-            ckpt_path,
-            {
-                "model": G.state_dict(),
-                "optimizer": opt.state_dict(),
-                "ema": ema.state_dict(),
-                "step": step,
-                "wall_s": wall_s + time.monotonic() - start,
-                "config": {k: str(v) for k, v in asdict(config).items()},
-            },
-        )
 
-    batches = prefetch(
-        lambda s: world_targets(config.seed, s, config.batch),
-        range(step, config.steps),
-        enabled=device.type == "cuda",
-    )
-    while step < config.steps:
-        if config.minutes is not None and time.monotonic() - start > config.minutes * 60:
-            break
-        z, attrs, targets = next(batches)
-        weights = region_weights(attrs, config.eye_weight, config.mouth_weight).to(device)
-        z, targets = z.to(device), targets.to(device)
-        images = synthesis_trainable(G, G.mapping(z, None))
-        loss = fit_loss(images, targets, weights)
-        for group in opt.param_groups:
-            group["lr"] = config.lr * _lr_factor(step, config)
-        optimizer_step(loss, opt)
-        apply_masks(G, masks)
-        ema.update(G, step)
-        with torch.no_grad():
-            eye = weights == config.eye_weight
-            eye_err = float((images - targets).abs().mean(dim=1, keepdim=True)[eye].mean())
-        step += 1
-        elapsed = wall_s + time.monotonic() - start
-        log.write(
-            json.dumps(
-                {
-                    "step": step,
-                    "loss": round(loss.item(), 5),
-                    "eye_l1": round(eye_err, 5),
-                    "lr": round(opt.param_groups[0]["lr"], 6),
-                    "wall_s": round(elapsed, 1),
-                }
-            )
-            + "\n"
-        )
-        log.flush()
-        if step % config.sample_every == 0:
-            save_samples(G, ema, config.work / "samples.png")
-        if time.monotonic() - last_ckpt > config.checkpoint_every_s:
-            save()
-            last_ckpt = time.monotonic()
-    batches.close()
-    save()
-    save_samples(G, ema, config.work / "samples.png")
-    log.close()
-    return ckpt_path
+def _fit_loss(G: Generator, config: FitConfig, step: int, batch: tuple) -> tuple[torch.Tensor, dict]:
+    """`fit_loss` of one batch of world targets, and the mean L1 error inside the eyes."""
+    z, attrs, targets = batch
+    device = next(G.parameters()).device
+    weights = region_weights(attrs, config.eye_weight, config.mouth_weight).to(device)
+    z, targets = z.to(device), targets.to(device)
+    images = synthesis_trainable(G, G.mapping(z, None))
+    with torch.no_grad():
+        eye = weights == config.eye_weight
+        eye_err = float((images - targets).abs().mean(dim=1, keepdim=True)[eye].mean())
+    return fit_loss(images, targets, weights), {"eye_l1": eye_err}
 
 
 @torch.no_grad()

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
-from tqdm import tqdm
 
 from toyworld.decoder import final_vae_path
 from toyworld.probe import ProbeConfig, ProbeNet, save_probe
-from toyworld.training import (
-    StageTimer,
-    device_report,
-    load_checkpoint,
-    optimizer_step,
-    prefetch,
-    save_checkpoint,
-    warmup_cosine,
-    world_batch,
-)
+from toyworld.stage import Stage, stage_done, train_stage, warmup_cosine_factor, write_done
+from toyworld.training import world_batch
 from toyworld.vae import decode_latents, encode_latents
 from toyworld.world import ATTRIBUTE_NAMES, normalize
 
@@ -82,7 +73,7 @@ def train_probe(
 ) -> Path:
     """Train (or resume) the probe under `work`; writes work/probe/{probe.safetensors, probe.json}."""
     out = work / "probe"
-    if (out / "probe.json").exists():
+    if stage_done(work, "probe"):
         return out
     vae_path = final_vae_path(work)  # round trips through the VAE that ships
     device = torch.device(device)
@@ -91,45 +82,27 @@ def train_probe(
     torch.manual_seed(seed)
     net = ProbeNet(config).to(device)  # before the optimiser, so its state lands on the device too
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    ckpt_path = work / "probe_ckpt.pt"
-    state = load_checkpoint(ckpt_path)
-    start, timer = 0, StageTimer()
-    if state is not None:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start, timer = int(state["step"]), StageTimer(float(state["wall_s"]))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_cosine(s, steps, 30), last_epoch=start - 1
-    )
-
+    stage = Stage("probe", work / "probe_ckpt.pt", steps, net, opt, warmup_cosine_factor(steps, 30), device,
+                  every_steps=ckpt_every)  # fmt: skip
     net.train()
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="probe", mininterval=10)
-    batches = prefetch(
-        lambda s: world_batch(seed + 3, s, batch_size), range(start, steps), enabled=device.type == "cuda"
-    )
-    for step, (images, attrs) in zip(bar, batches):
-        images = images.to(device)
-        half = batch_size // 2
-        images = torch.cat([images[:half], round_trip(vae, images[half:])])
-        loss = F.mse_loss(net(images), targets(attrs).to(device))
-        optimizer_step(loss, opt, sched)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (step + 1) % ckpt_every == 0 or step + 1 == steps:
-            state = {
-                "model": net.state_dict(),
-                "opt": opt.state_dict(),
-                "step": step + 1,
-                "wall_s": timer.total_s,
-            }
-            save_checkpoint(ckpt_path, state)
-
+    wall_s = train_stage(stage, lambda s: world_batch(seed + 3, s, batch_size), partial(probe_loss, net, vae))
     metrics = {
         "heldout_r2": evaluate(net, vae, seed, n_batches=eval_batches),
         "steps": steps,
         "batch_size": batch_size,
         "vae": vae_path.name,
+        "wall_s": round(wall_s, 1),
     }
-    metrics["wall_s"] = round(timer.total_s, 1)
     save_probe(out, net.eval().to("cpu"), config, metrics)
-    (work / "probe_done.json").write_text(json.dumps({**metrics, **device_report(device)}, indent=2))
+    write_done(work, "probe", metrics, device)
     return out
+
+
+def probe_loss(net: ProbeNet, vae: AutoencoderKL, step: int, batch: tuple) -> tuple[torch.Tensor, dict]:
+    """MSE of the normalised attributes; the second half of the batch is seen through a VAE round trip."""
+    images, attrs = batch
+    device = next(net.parameters()).device
+    images = images.to(device)
+    half = len(images) // 2
+    images = torch.cat([images[:half], round_trip(vae, images[half:])])
+    return F.mse_loss(net(images), targets(attrs).to(device)), {}

@@ -7,7 +7,7 @@ all 1,024 possible captions are computed once; 10% of samples get zeroed embeddi
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +24,8 @@ from toyworld.sdxl_parts import (
     encode_captions,
     time_ids,
 )
-from toyworld.training import (
-    EMA,
-    StageTimer,
-    device_report,
-    load_checkpoint,
-    optimizer_step,
-    save_checkpoint,
-    warmup_cosine,
-    world_batch,
-)
+from toyworld.stage import Stage, stage_done, train_stage, warmup_cosine_factor, write_done
+from toyworld.training import EMA, load_checkpoint, save_checkpoint, world_batch
 from toyworld.vae import encode_latents
 from toyworld.world import CAPTIONED, all_captions, caption_bins
 
@@ -83,78 +75,70 @@ def train_unet(
 ) -> Path:
     """Train (or resume) the toy SDXL UNet under `work`; returns the saved pipeline folder `work/sdxl`."""
     out = work / "sdxl"
-    if (work / "unet_done.json").exists():
+    if stage_done(work, "unet"):
         return out
     device = torch.device(device)
-    vae = AutoencoderKL.from_pretrained(work / "vae").eval().requires_grad_(False)
-    tokenizer, encoder_1, encoder_2 = build_text_encoders(seed)
-    unet = build_unet(seed)
-    pipe = assemble_pipeline(vae, unet, tokenizer, encoder_1, encoder_2)
-    # The caption embeddings are made once on the CPU (`encode_captions` runs the encoders there).
-    embeds, pooled = encode_captions(pipe, all_captions())  # [1024, 32, 128], [1024, 64]
-    embeds, pooled = embeds.to(device), pooled.to(device)
-    vae.to(device)
-    data = build_latent_dataset(work, vae, n_images, seed)
-    vae.to("cpu")
-    unet.to(device)  # before the optimiser and EMA: their state must live where the weights do
-    noise_scheduler = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "timestep_spacing"})
-
+    pipe, captions = prepare_pipeline(work, seed, device)
+    data = prepare_latents(work, pipe.vae, n_images, seed, device)
+    unet = pipe.unet.to(device)  # before the optimiser and EMA: their state must live where the weights do
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-4)
     ema = EMA(unet, EMA_DECAY)
-    ckpt_path = work / "unet_ckpt.pt"
-    state = load_checkpoint(ckpt_path)
-    start, timer = 0, StageTimer()
-    if state is not None:
-        unet.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        ema.load_state_dict(state["ema"])
-        start, timer = int(state["step"]), StageTimer(float(state["wall_s"]))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_cosine(s, steps, 100), last_epoch=start - 1
-    )
-    ids = time_ids(batch_size).to(device)
-
+    stage = Stage("unet", work / "unet_ckpt.pt", steps, unet, opt, warmup_cosine_factor(steps, 100), device,
+                  ema=ema, clip=True, every_steps=ckpt_every)  # fmt: skip
+    noise_scheduler = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "timestep_spacing"})
+    loss = partial(denoising_loss, unet, noise_scheduler, captions, time_ids(batch_size).to(device))
     unet.train()
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="unet", mininterval=10)
-    for step in bar:
-        rng = np.random.default_rng([seed, 2, step])
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        index = torch.from_numpy(rng.integers(0, len(data["latents"]), batch_size))
-        x0 = data["latents"][index].float().to(device)
-        cap = sample_caption_ids(rng, data["bins"][index]).to(device)
-        uncond = torch.from_numpy(rng.random(batch_size) < UNCOND_P).view(-1, 1, 1).to(device)
-        e = torch.where(uncond, 0.0, embeds[cap])
-        p = torch.where(uncond.view(-1, 1), 0.0, pooled[cap])
-        # Noise and timesteps come from the CPU generator, so every device sees the same draws.
-        noise = torch.randn(x0.shape, generator=gen).to(device)
-        t = torch.randint(0, 1000, (batch_size,), generator=gen).to(device)
-        xt = noise_scheduler.add_noise(x0, noise, t)
-        pred = unet(
-            xt, t, encoder_hidden_states=e, added_cond_kwargs={"text_embeds": p, "time_ids": ids}
-        ).sample
-        loss = F.mse_loss(pred, noise)
-        optimizer_step(loss, opt, sched, clip=unet.parameters())
-        ema.update(unet, step)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (step + 1) % ckpt_every == 0 or step + 1 == steps:
-            state = {
-                "model": unet.state_dict(),
-                "opt": opt.state_dict(),
-                "ema": ema.state_dict(),
-                "step": step + 1,
-                "wall_s": timer.total_s,
-                "loss": loss.item(),
-            }
-            save_checkpoint(ckpt_path, state)
-
+    wall_s = train_stage(stage, partial(noised_batch, data, seed, batch_size), loss)
     unet.load_state_dict(ema.state_dict())
     unet.eval().to("cpu")  # the saved folder never depends on the training device
     pipe.save_pretrained(out, safe_serialization=True)
-    report = {
-        "steps": steps,
-        "batch_size": batch_size,
-        "wall_s": round(timer.total_s, 1),
-        **device_report(device),
-    }
-    (work / "unet_done.json").write_text(json.dumps(report, indent=2))
+    write_done(work, "unet", {"steps": steps, "batch_size": batch_size, "wall_s": round(wall_s, 1)}, device)
     return out
+
+
+def prepare_pipeline(work: Path, seed: int, device: torch.device) -> tuple:
+    """The pipeline to train (stage 1's VAE, seeded text encoders and UNet) and every caption's embeddings.
+
+    The caption embeddings ([1024, 32, 128], [1024, 64]) are made once on the CPU (`encode_captions` runs
+    the encoders there) and moved to `device`.
+    """
+    vae = AutoencoderKL.from_pretrained(work / "vae").eval().requires_grad_(False)
+    tokenizer, encoder_1, encoder_2 = build_text_encoders(seed)
+    pipe = assemble_pipeline(vae, build_unet(seed), tokenizer, encoder_1, encoder_2)
+    embeds, pooled = encode_captions(pipe, all_captions())
+    return pipe, (embeds.to(device), pooled.to(device))
+
+
+def prepare_latents(work: Path, vae: AutoencoderKL, n: int, seed: int, device: torch.device) -> dict:
+    """`build_latent_dataset`, encoded on `device`; the VAE goes back to the CPU afterwards."""
+    vae.to(device)
+    data = build_latent_dataset(work, vae, n, seed)
+    vae.to("cpu")
+    return data
+
+
+def noised_batch(data: dict[str, torch.Tensor], seed: int, batch_size: int, step: int) -> tuple:
+    """The CPU draws of `step`: clean latents, caption ids, the unconditional mask, noise and timesteps."""
+    # Noise and timesteps come from a CPU generator, so every device sees the same draws.
+    rng = np.random.default_rng([seed, 2, step])
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    index = torch.from_numpy(rng.integers(0, len(data["latents"]), batch_size))
+    x0 = data["latents"][index].float()
+    cap = sample_caption_ids(rng, data["bins"][index])
+    uncond = torch.from_numpy(rng.random(batch_size) < UNCOND_P).view(-1, 1, 1)
+    noise = torch.randn(x0.shape, generator=gen)
+    t = torch.randint(0, 1000, (batch_size,), generator=gen)
+    return x0, cap, uncond, noise, t
+
+
+def denoising_loss(
+    unet, noise_scheduler, captions: tuple, ids: torch.Tensor, step: int, batch: tuple
+) -> tuple:
+    """Epsilon-prediction MSE of one noised batch; unconditional samples get zero embeddings."""
+    x0, cap, uncond, noise, t = (x.to(ids.device) for x in batch)
+    embeds, pooled = captions
+    e = torch.where(uncond, 0.0, embeds[cap])
+    p = torch.where(uncond.view(-1, 1), 0.0, pooled[cap])
+    xt = noise_scheduler.add_noise(x0, noise, t)
+    pred = unet(xt, t, encoder_hidden_states=e, added_cond_kwargs={"text_embeds": p, "time_ids": ids}).sample
+    return F.mse_loss(pred, noise), {}

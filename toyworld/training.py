@@ -120,7 +120,12 @@ class StageTimer:
     @property
     def total_s(self) -> float:
         """Seconds spent in this stage so far, over all runs."""
-        return self.previous_s + time.monotonic() - self.start
+        return self.previous_s + self.run_s
+
+    @property
+    def run_s(self) -> float:
+        """Seconds spent in this stage by this run."""
+        return time.monotonic() - self.start
 
 
 def prefetch(make: Callable[[int], T], steps: Iterable[int], enabled: bool, ahead: int = 2) -> Iterator[T]:

@@ -7,24 +7,14 @@ SDXL pipeline then decodes `z * std + mean`, and everything that encodes must ap
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
-from tqdm import tqdm
 
-from toyworld.training import (
-    StageTimer,
-    device_report,
-    load_checkpoint,
-    optimizer_step,
-    prefetch,
-    save_checkpoint,
-    warmup_cosine,
-    world_batch,
-)
+from toyworld.stage import Stage, stage_done, train_stage, warmup_cosine_factor, write_done
+from toyworld.training import world_batch
 
 VAE_CONFIG = dict(
     in_channels=3,
@@ -90,14 +80,18 @@ def latent_statistics(vae: AutoencoderKL, seed: int, n_batches: int = 16, batch_
     return z.mean(dim=(0, 2, 3)).tolist(), z.std(dim=(0, 2, 3)).tolist()
 
 
-def vae_loss(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """L1 + MSE reconstruction of a posterior sample, plus a tiny KL term; returns (loss, PSNR dB)."""
+def vae_loss(vae: AutoencoderKL, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 + MSE reconstruction of a posterior sample, plus a tiny KL term; returns (loss, {"psnr": dB})."""
     posterior = vae.encode(images).latent_dist
     recon = vae.decode(posterior_sample(posterior)).sample
     mse = F.mse_loss(recon, images)
     loss = F.l1_loss(recon, images) + mse + KL_WEIGHT * posterior.kl().mean()
-    psnr = 10 * torch.log10(4.0 / mse.detach()).item()  # the image range is 2 wide
-    return loss, psnr
+    return loss, {"psnr": psnr_db(mse.detach())}
+
+
+def psnr_db(mse: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio of images in [-1, 1] (a range 2 wide) with mean squared error `mse`."""
+    return 10 * torch.log10(4.0 / mse).item()
 
 
 def train_vae(
@@ -112,59 +106,36 @@ def train_vae(
 ) -> Path:
     """Train (or resume) the toy VAE under `work`; returns the saved diffusers folder `work/vae`."""
     out = work / "vae"
-    if (out / "config.json").exists() and (work / "vae_done.json").exists():
+    if stage_done(work, "vae"):
         return out
     device = torch.device(device)
     torch.manual_seed(seed)
     vae = build_vae().to(device)  # on the device before the optimiser, so its state lands there too
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    ckpt_path = work / "vae_ckpt.pt"
-    state = load_checkpoint(ckpt_path)
-    start = 0
-    timer = StageTimer()
-    if state is not None:
-        vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start, timer = int(state["step"]), StageTimer(float(state["wall_s"]))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_cosine(s, steps, 50), last_epoch=start - 1
-    )
-
+    stage = Stage("vae", work / "vae_ckpt.pt", steps, vae, opt, warmup_cosine_factor(steps, 50), device,
+                  clip=True, every_steps=ckpt_every)  # fmt: skip
     vae.train()
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="vae", mininterval=10)
-    batches = prefetch(
-        lambda s: world_batch(seed, s, batch_size)[0], range(start, steps), enabled=device.type == "cuda"
+    wall_s = train_stage(
+        stage,
+        lambda s: world_batch(seed, s, batch_size)[0],
+        lambda s, images: vae_loss(vae, images.to(device)),
     )
-    for step, images in zip(bar, batches):
-        loss, psnr = vae_loss(vae, images.to(device))
-        optimizer_step(loss, opt, sched, clip=vae.parameters())
-        bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr:.1f}")
-        if (step + 1) % ckpt_every == 0 or step + 1 == steps:
-            state = {
-                "model": vae.state_dict(),
-                "opt": opt.state_dict(),
-                "step": step + 1,
-                "wall_s": timer.total_s,
-            }
-            save_checkpoint(ckpt_path, state)
-
     vae.eval()
+    psnr = fix_latent_statistics(vae, seed, stats_images)
+    vae.to("cpu").save_pretrained(out)  # the saved folder never depends on the training device
+    report = {"steps": steps, "batch_size": batch_size, "wall_s": round(wall_s, 1), "heldout_psnr_db": psnr}
+    write_done(work, "vae", report, device)
+    return out
+
+
+@torch.no_grad()
+def fix_latent_statistics(vae: AutoencoderKL, seed: int, stats_images: int) -> float:
+    """Store the latents' per-channel mean and std in the VAE's config; returns its held-out PSNR (dB)."""
     mean, std = latent_statistics(
         vae, seed, n_batches=max(1, stats_images // 64), batch_size=min(64, stats_images)
     )
     vae.register_to_config(latents_mean=mean, latents_std=std)
-    with torch.no_grad():
-        images, _ = world_batch(seed + 104729, 0, min(64, stats_images))
-        images = images.to(device)
-        recon = decode_latents(vae, encode_latents(vae, images))
-        psnr = 10 * torch.log10(4.0 / F.mse_loss(recon, images)).item()
-    report = {
-        "steps": steps,
-        "batch_size": batch_size,
-        "wall_s": round(timer.total_s, 1),
-        "heldout_psnr_db": psnr,
-        **device_report(device),
-    }
-    vae.to("cpu").save_pretrained(out)  # the saved folder never depends on the training device
-    (work / "vae_done.json").write_text(json.dumps(report, indent=2))
-    return out
+    images, _ = world_batch(seed + 104729, 0, min(64, stats_images))
+    images = images.to(vae.device)
+    recon = decode_latents(vae, encode_latents(vae, images))
+    return psnr_db(F.mse_loss(recon, images))
