@@ -28,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -49,26 +50,24 @@ PROMPTS = ("a face with red hair", "a wide face", "a face with dark skin", "a na
 
 
 def train_gan_slider(pipe, gan: Path, work: Path, steps: int, seed: int, device: str) -> tuple[Path, float]:
-    """Mine graded symmetric pairs from the toy GAN's eye channel (L3 ch 0) and train a visual slider."""
-    from pair_datasets import Corpus
-    from sliders.config import TrainSettings
-    from sliders.visual_slider import VisualSliderConfig, train_visual_slider
-    from stylegan_bridge.mining import MiningConfig, channel_source, gan_source, load_gan, mine
-    from stylegan_bridge.style_space import style_stats
+    """The demo's eye-size slider through the `transfer` recipe's mine and train stages (no sweep).
+
+    Graded symmetric pairs from the toy GAN's eye channel (L3 ch 0), then a visual slider on `pipe`.
+    """
+    from toyworld.demo import DemoSettings, eye_size_plan, toy_assets
     from toyworld.toy_gan import EYE_CHANNEL, EYE_LAYER
+    from transfer.recipe import mine_stage, train_stage
 
     started = time.perf_counter()
-    G, path = load_gan(gan, device=device)
-    stats = style_stats(G, num_samples=10_000, seed=seed, cache_dir=work / "cache")
-    edit, provenance = channel_source(G, EYE_LAYER, EYE_CHANNEL, stats)
-    config = MiningConfig(pairs=32, delta=1.0, levels=(1.0, 2.0), seed=seed, resolution=64, batch=16,
-                          symmetric=True)  # fmt: skip
-    report = mine(G, edit, work / "pairs", config, gan_source(G, path, provenance), progress=False)
-    settings = VisualSliderConfig(concept="eye size (toy GAN)", resolution=64, batch_size=8,
-                                  train=TrainSettings(steps=steps, lr=1e-3, seed=seed))  # fmt: skip
-    out = train_visual_slider(pipe, Corpus.open(report.root), settings, work / "gan-eye.safetensors",
-                              base_model="toy", show_progress=False)  # fmt: skip
-    return out, time.perf_counter() - started
+    assets = toy_assets()
+    if assets is None:
+        raise FileNotFoundError("the toy world is not built: run `concept-transfer toyworld build`")
+    settings = replace(DemoSettings(), visual_steps=steps, seed=seed)
+    channel = {"layer": f"L{EYE_LAYER}", "channel": EYE_CHANNEL}
+    plan = eye_size_plan(work / "gan-eye", replace(assets, gan=gan), channel, settings, work / "cache",
+                         concept="eye size (toy GAN)")  # fmt: skip
+    mine_stage(replace(plan, device=device))
+    return train_stage(plan, pipe), time.perf_counter() - started
 
 
 # Text sliders: concept -> (probe attribute, prompt entries, guidance scale eta). The eye-size contrast
@@ -139,8 +138,8 @@ def parse_slider(text: str) -> tuple[str, Path, str]:
     return name, Path(file), attribute
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train (or take) the sliders, measure them, print a table (and with --json, one JSON line last)."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's options (see the module docstring)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -172,13 +171,48 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in filter(None, args.text_concepts.split(",")) if c not in TEXT_SLIDERS]
     if unknown:
         parser.error(f"--text-concepts: unknown {unknown}; choose from {list(TEXT_SLIDERS)}")
+    return args
+
+
+def train_jobs(args: argparse.Namespace, fresh_pipe, work: Path) -> list[tuple[str, Path, str, float | None]]:
+    """(name, slider file, target attribute, training seconds) of every slider to measure, trained as asked."""
+    if args.slider:
+        return [(*parse_slider(s), None) for s in args.slider]
+    from toyworld.toy_gan import toy_gan_path
+
+    jobs = []
+    if not args.no_gan:
+        gan = args.gan or toy_gan_path()
+        path, seconds = train_gan_slider(fresh_pipe(), gan, work, args.visual_steps, args.seed, args.device)
+        jobs.append(("gan_eye_size", path, "eye_size", seconds))
+    for concept in filter(None, args.text_concepts.split(",")):
+        for schedule in filter(None, args.schedules.split(",")):
+            path, seconds = train_text_slider_for(
+                fresh_pipe(), concept, schedule, work, args.text_steps, args.seed
+            )
+            jobs.append((f"text_{concept}_{schedule}", path, TEXT_SLIDERS[concept][0], seconds))
+    return jobs
+
+
+def print_table(results: dict[str, dict]) -> None:
+    """One row per slider: its figures and training seconds."""
+    print(f"{'slider':<24}{'target':<10}{'spearman':>9}{'pooled':>8}{'effect':>8}{'off-tgt':>8}"
+          f"{'struct g':>9}{'struct u':>9}{'train s':>9}")  # fmt: skip
+    for name, r in results.items():
+        print(f"{name:<24}{r['target']:<10}{r['spearman']:>9.3f}{r['spearman_pooled']:>8.3f}"
+              f"{r['effect_std']:>8.2f}{r['off_target']:>8.1%}{r['structure_gated']:>9.4f}"
+              f"{r['structure_ungated']:>9.4f}{r['train_s'] or 0:>9.1f}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train (or take) the sliders, measure them, print a table (and with --json, one JSON line last)."""
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from toyworld import assets_dir
     from toyworld.demo import find_probe_folder
     from toyworld.probe import load_probe
-    from toyworld.toy_gan import toy_gan_path
     from transfer.sdxl import load_sdxl
 
     started = time.perf_counter()
@@ -191,40 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     def fresh_pipe():  # a clean UNet for each slider: peft leaves wrappers behind
         return load_sdxl(args.model, device=args.device, dtype="float32")
 
-    pipe = fresh_pipe()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        jobs: list[tuple[str, Path, str, float | None]] = []
-        if args.slider:
-            jobs = [(*parse_slider(s), None) for s in args.slider]
-        else:
-            if not args.no_gan:
-                path, seconds = train_gan_slider(
-                    pipe, args.gan or toy_gan_path(), work, args.visual_steps, args.seed, args.device
-                )
-                pipe = fresh_pipe()
-                jobs.append(("gan_eye_size", path, "eye_size", seconds))
-            for concept in filter(None, args.text_concepts.split(",")):
-                for schedule in filter(None, args.schedules.split(",")):
-                    path, seconds = train_text_slider_for(
-                        pipe, concept, schedule, work, args.text_steps, args.seed
-                    )
-                    pipe = fresh_pipe()
-                    jobs.append((f"text_{concept}_{schedule}", path, TEXT_SLIDERS[concept][0], seconds))
+        jobs = train_jobs(args, fresh_pipe, work)
         torch.set_grad_enabled(False)
-        seeds = [args.seed + i for i in range(args.seeds)]
+        pipe, seeds = fresh_pipe(), [args.seed + i for i in range(args.seeds)]
         results = {}
         for name, path, target, seconds in jobs:
             results[name] = evaluate(pipe, probe, path, target, PROMPTS, seeds, args.steps, args.guidance)
             results[name]["train_s"] = None if seconds is None else round(seconds, 1)
-
-    print(f"{'slider':<24}{'target':<10}{'spearman':>9}{'pooled':>8}{'effect':>8}{'off-tgt':>8}"
-          f"{'struct g':>9}{'struct u':>9}{'train s':>9}")  # fmt: skip
-    for name, r in results.items():
-        print(f"{name:<24}{r['target']:<10}{r['spearman']:>9.3f}{r['spearman_pooled']:>8.3f}"
-              f"{r['effect_std']:>8.2f}{r['off_target']:>8.1%}{r['structure_gated']:>9.4f}"
-              f"{r['structure_ungated']:>9.4f}{r['train_s'] or 0:>9.1f}")  # fmt: skip
+    print_table(results)
     summary = {
         "benchmark": "quality",
         "world": "toy",

@@ -1,12 +1,13 @@
 """`concept-transfer demo` on the toy world: the paper's journey in miniature, measured by the probe.
 
 1. find the toy StyleGAN3's eye-size style channel (`rank_channels` over a box around the eyes);
-2. mine graded, symmetric before/after pairs from it;
-3. train a visual slider on the toy SDXL from the pairs (a GAN-transferred slider);
-4. train a text slider for smiling on the toy SDXL;
-5. apply both to prompts that mention neither eyes nor smiles, scales -2..2, gated: sweep grids, a plot
-   of the probe's eye size and smile against the scale, and summary.json.
-Seeded throughout; about five minutes on two CPU cores.
+2. transfer it with the `transfer` recipe (`transfer.recipe.run_transfer`): mine graded, symmetric
+   before/after pairs from it, train a visual slider on the toy SDXL from them, sweep it;
+3. train a text slider for smiling on the toy SDXL;
+4. sweep it with the recipe's sweep stage, and read both sliders' sweeps with the probe: prompts that
+   mention neither eyes nor smiles, scales -2..2, gated; a plot of the probe's eye size and smile against
+   the scale, and summary.json.
+Seeded throughout; a few minutes on two CPU cores.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +25,9 @@ import torch
 from pair_datasets.atomic import atomic_write_text
 from sliders.defaults import START_NOISE
 from toyworld.slider_prompts import smile_entries
+
+if TYPE_CHECKING:
+    from transfer.recipe import TransferPlan
 
 PROMPTS = ("a face with red hair", "a wide face", "a face with dark skin")
 GRID_SEEDS = (0, 1, 2)
@@ -97,6 +102,38 @@ def find_eye_channel(G, stats, settings: DemoSettings) -> list[dict]:
             for d in ranked[:10]]  # fmt: skip
 
 
+def eye_size_plan(
+    out: Path,
+    assets: ToyAssets,
+    channel: dict,
+    settings: DemoSettings,
+    cache: Path,
+    concept: str = "eye size",
+) -> TransferPlan:
+    """The `transfer` recipe's plan for the demo's eye-size slider: graded symmetric pairs, a toy-SDXL sweep.
+
+    `channel` names the style channel (`layer`, `channel`); the style statistics are cached in `cache`.
+    Every stage runs again (`redo`): the whole journey is what the demo shows and times.
+    """
+    from sliders.config import TrainSettings
+    from sliders.visual_slider import VisualSliderConfig
+    from stylegan_bridge.mining import MiningConfig
+    from transfer.gate import GateSpec
+    from transfer.recipe import STAGES, TransferPlan
+
+    mining = MiningConfig(pairs=settings.pairs, delta=settings.delta, levels=settings.levels, psi=0.7,
+                          seed=settings.seed, resolution=64, batch=16, symmetric=True)  # fmt: skip
+    train = TrainSettings(steps=settings.visual_steps, lr=settings.visual_lr, seed=settings.seed)
+    return TransferPlan(
+        gan="toy", model="toy", out=out, layer=channel["layer"], channel=channel["channel"], mining=mining,
+        stats_samples=settings.stats_samples, stats_cache=cache,
+        slider=VisualSliderConfig(concept=concept, resolution=64, batch_size=settings.visual_batch, train=train),
+        prompts=settings.prompts, sweep_scales=SCALES, seeds=settings.grid_seeds,
+        sample_steps=settings.sample_steps, guidance=settings.guidance, gate=GateSpec(start_noise=START_NOISE),
+        size=64, device="cpu", gan_aliases={"toy": assets.gan}, model_aliases={"toy": assets.sdxl}, redo=STAGES,
+    )  # fmt: skip
+
+
 def save_plot(curves: dict[str, dict], path: Path) -> None:
     """Probe eye size and smile (mean +- s.e. over prompts x seeds, world stds) against each slider's scale."""
     import matplotlib
@@ -140,19 +177,9 @@ def run_toy_demo(
     settings: DemoSettings | None = None,
 ) -> dict:  # fmt: skip
     """Run the toy-world demo into `out`; returns (and writes) its summary."""
-    from pair_datasets import Corpus
-    from sliders.config import TextSliderConfig, TrainSettings
-    from sliders.slider_file import load_slider
-    from sliders.text_slider import train_text_slider
-    from sliders.visual_slider import VisualSliderConfig, train_visual_slider
-    from stylegan_bridge.mining import MiningConfig, channel_source, gan_source, load_gan, mine
-    from stylegan_bridge.style_space import style_stats
     from toyworld.probe import load_probe
-    from toyworld.slider_eval import SweepSpec, measure_sweep, quality, render_sweep
-    from transfer.apply import SliderSpec, load_sliders
-    from transfer.gate import GateSpec
+    from transfer.recipe import run_transfer, sweep_stage
     from transfer.sdxl import load_sdxl
-    from transfer.sweep import SweepSettings, run_sweep
 
     settings = settings or DemoSettings()
     assets = assets or toy_assets()
@@ -160,87 +187,125 @@ def run_toy_demo(
         raise FileNotFoundError("the toy world is not built: run `concept-transfer toyworld build`")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    started, times = time.perf_counter(), {}
-
-    def lap(name: str, since: float) -> float:
-        times[name] = round(time.perf_counter() - since, 1)
-        return time.perf_counter()
-
-    t = time.perf_counter()
-    say("[1/5] find the eye-size style channel of the toy StyleGAN3 (box around the eyes)")
-    G, gan_path = load_gan(assets.gan, device="cpu")
-    stats = style_stats(G, num_samples=settings.stats_samples, seed=settings.seed, cache_dir=out / "cache")
-    ranked = find_eye_channel(G, stats, settings)
-    best = ranked[0]
-    atomic_write_text(out / "channels.json", json.dumps(ranked, indent=2) + "\n")
+    laps = Laps()
+    say("[1/4] find the eye-size style channel of the toy StyleGAN3 (box around the eyes)")
+    best = find_channel(assets, settings, out)
     say(f"      best: layer {best['layer']} channel {best['channel']} (localisation {best['score']})")
-    t = lap("find_channel", t)
+    laps.lap("find_channel")
 
-    say(f"[2/5] mine {settings.pairs} seeds x levels {list(settings.levels)} of pairs from it")
-    edit, provenance = channel_source(G, best["layer"], best["channel"], stats)
-    mining = MiningConfig(pairs=settings.pairs, delta=settings.delta, levels=settings.levels, psi=0.7,
-                          seed=settings.seed, resolution=64, batch=16, symmetric=True)  # fmt: skip
-    report = mine(G, edit, out / "pairs", mining, gan_source(G, gan_path, provenance), name="eye-size",
-                  progress=False)  # fmt: skip
-    t = lap("mine", t)
-
-    pipe = load_sdxl(str(assets.sdxl), device="cpu")
-    say(f"[3/5] train a visual slider on the toy SDXL from the pairs ({settings.visual_steps} steps)")
-    visual_path = out / "sliders" / "eye-size.safetensors"
-    visual = VisualSliderConfig(concept="eye size",  # short: it labels the grid columns
-                                resolution=64, batch_size=settings.visual_batch,
-                                train=TrainSettings(steps=settings.visual_steps, lr=settings.visual_lr,
-                                                    seed=settings.seed))  # fmt: skip
-    train_visual_slider(
-        pipe, Corpus.open(report.root), visual, visual_path, base_model="toy", show_progress=True
-    )
-    pipe = load_sdxl(str(assets.sdxl), device="cpu")  # a clean UNet: peft leaves wrappers behind
-    t = lap("visual_slider", t)
+    say(f"[2/4] transfer it (the `transfer` recipe): {settings.pairs} seeds x levels {list(settings.levels)} "
+        f"of pairs, a visual slider on the toy SDXL ({settings.visual_steps} steps), its sweep")  # fmt: skip
+    eye = eye_size_plan(out / "eye-size", assets, best, settings, out / "cache")
+    run_transfer(eye, say=lambda line: say(f"      {line}"))
+    laps.lap("transfer")
 
     say(
-        f"[4/5] train a text slider: '<subject>, smiling' vs '<subject>, frowning' ({settings.text_steps} steps)"
+        f"[3/4] train a text slider: '<subject>, smiling' vs '<subject>, frowning' ({settings.text_steps} steps)"
     )
-    text_path = out / "sliders" / "smile.safetensors"
-    text = TextSliderConfig(prompts=smile_entries(settings.text_eta), concept="smile", schedule=settings.text_schedule,
-                            train=TrainSettings(steps=settings.text_steps, lr=settings.text_lr,
-                                                seed=settings.seed))  # fmt: skip
-    train_text_slider(pipe, text, text_path, base_model="toy", show_progress=True)
-    pipe = load_sdxl(str(assets.sdxl), device="cpu")  # a clean UNet: peft leaves wrappers behind
-    t = lap("text_slider", t)
+    smile = replace(eye, out=out / "smile")  # the same sweep settings
+    train_smile(assets, settings, smile.slider_path)
+    laps.lap("text_slider")
 
-    say(f"[5/5] apply both to {len(settings.prompts)} prompts, scales -2..2, gate at t={START_NOISE:g}")
-    sliders = {"eye size": visual_path, "smile": text_path}
-    grids, curves, metrics = {}, {}, {}
-    probe = load_probe(assets.probe)
-    for (title, path), target in zip(sliders.items(), ("eye_size", "smile")):
-        loaded = load_sliders([SliderSpec(path, 1.0)], pipe.unet)
-        folder = out / "sweeps" / path.stem
-        sweep = SweepSettings(prompts=settings.prompts, seeds=settings.grid_seeds, sweep_scales=SCALES,
-                              steps=settings.sample_steps, guidance=settings.guidance, width=64, height=64,
-                              gate=GateSpec(start_noise=START_NOISE), model="toy")  # fmt: skip
-        summary = run_sweep(pipe, loaded, sweep, folder, progress=False)
-        grids[title] = [str(folder / g) for g in summary["grids"]]
-        spec = SweepSpec(prompts=settings.prompts, seeds=settings.measure_seeds, scales=SCALES,
-                         steps=settings.sample_steps, guidance=settings.guidance, start_noise=START_NOISE)  # fmt: skip
+    say(
+        f"[4/4] sweep it likewise; measure both on {len(settings.measure_seeds)} seeds per prompt with the probe"
+    )
+    pipe = load_sdxl(str(assets.sdxl), device="cpu")  # a clean UNet: peft leaves wrappers behind
+    sweep_stage(smile, pipe)
+    sliders = {"eye size": (eye.slider_path, "eye_size"), "smile": (smile.slider_path, "smile")}
+    curves, metrics = measure_sliders(pipe, load_probe(assets.probe), settings, sliders)
+    save_plot(curves, out / "probe_vs_scale.png")
+    laps.lap("sweep_and_measure")
+    summary = demo_summary(
+        out, assets, settings, best, {"eye size": eye, "smile": smile}, curves, metrics, laps
+    )
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+class Laps:
+    """Wall seconds of the demo's stages, each from the end of the one before."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.times: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        """Close stage `name`."""
+        now = time.perf_counter()
+        self.times[name], self.last = round(now - self.last, 1), now
+
+    @property
+    def total(self) -> float:
+        """Seconds since the start."""
+        return round(time.perf_counter() - self.started, 1)
+
+
+def find_channel(assets: ToyAssets, settings: DemoSettings, out: Path) -> dict:
+    """The best eye-size channel of the toy StyleGAN3; the ranking is written to out/channels.json."""
+    from stylegan_bridge.mining import load_gan
+    from stylegan_bridge.style_space import style_stats
+
+    G, _ = load_gan(assets.gan, device="cpu")
+    # The statistics the recipe's mining will read back from the same cache (same samples, psi and seed).
+    stats = style_stats(G, num_samples=settings.stats_samples, psi=1.0, cache_dir=out / "cache")
+    ranked = find_eye_channel(G, stats, settings)
+    atomic_write_text(out / "channels.json", json.dumps(ranked, indent=2) + "\n")
+    return ranked[0]
+
+
+def train_smile(assets: ToyAssets, settings: DemoSettings, path: Path) -> Path:
+    """Train the smile text slider on the toy SDXL into `path`."""
+    from sliders.config import TextSliderConfig, TrainSettings
+    from sliders.text_slider import train_text_slider
+    from transfer.sdxl import load_sdxl
+
+    pipe = load_sdxl(str(assets.sdxl), device="cpu")
+    train = TrainSettings(steps=settings.text_steps, lr=settings.text_lr, seed=settings.seed)
+    text = TextSliderConfig(prompts=smile_entries(settings.text_eta), concept="smile",
+                            schedule=settings.text_schedule, train=train)  # fmt: skip
+    return train_text_slider(pipe, text, path, base_model="toy", show_progress=True)
+
+
+def measure_sliders(pipe, probe, settings: DemoSettings, sliders: dict[str, tuple]) -> tuple[dict, dict]:
+    """Read every scale of each slider with the probe: `sliders` maps a title to (file, target attribute).
+
+    Returns (probe curves, quality figures) by title.
+    """
+    from sliders.slider_file import load_slider
+    from toyworld.slider_eval import SweepSpec, measure_sweep, quality, render_sweep
+
+    spec = SweepSpec(prompts=settings.prompts, seeds=settings.measure_seeds, scales=SCALES,
+                     steps=settings.sample_steps, guidance=settings.guidance, start_noise=START_NOISE)  # fmt: skip
+    curves, metrics = {}, {}
+    for title, (path, target) in sliders.items():
         values = measure_sweep(probe, render_sweep(pipe, [load_slider(path, unet=pipe.unet).factors], spec))
         curves[f"{title} slider"] = curve_of(values, SCALES)
         metrics[title] = {k: v for k, v in quality(values, SCALES, target).items() if k != "mean_by_scale"}
         metrics[title]["target"] = target
-    plot = out / "probe_vs_scale.png"
-    save_plot(curves, plot)
-    lap("apply_and_measure", t)
+    return curves, metrics
 
+
+def demo_summary(out: Path, assets: ToyAssets, settings: DemoSettings, best: dict, plans: dict, curves: dict,
+                 metrics: dict, laps: Laps) -> dict:  # fmt: skip
+    """What summary.json holds: the models, the channel found, the pairs, sliders, grids, curves and times."""
+    from pair_datasets import Corpus
+
+    eye = plans["eye size"]
+    grids = {
+        title: [str(plan.sweep_dir / g) for g in _grids(plan.sweep_dir)] for title, plan in plans.items()
+    }
+    plot = out / "probe_vs_scale.png"
     summary = {
         "world": "toy",
         "models": {"sdxl": str(assets.sdxl), "stylegan3": str(assets.gan), "probe": str(assets.probe)},
         "channel_found": best,
         "channels_ranked": str(out / "channels.json"),
         "pairs": {
-            "corpus": str(report.root),
-            "contact_sheet": str(report.sheet),
-            "pairs": report.written + report.kept,
-        },
-        "sliders": {title: str(path) for title, path in sliders.items()},
+            "corpus": str(eye.corpus_dir),
+            "contact_sheet": str(eye.corpus_dir / "contact_sheet.png"),
+            "pairs": len(Corpus.open(eye.corpus_dir).ids()),
+        },  # fmt: skip
+        "sliders": {title: str(plan.slider_path) for title, plan in plans.items()},
         "prompts": list(settings.prompts),
         "scales": list(SCALES),
         "gate_start_noise": START_NOISE,
@@ -248,15 +313,19 @@ def run_toy_demo(
         "plot": str(plot),
         "probe_curves": curves,
         "metrics": metrics,
-        "seconds_by_stage": times,
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds_by_stage": laps.times,
+        "seconds": laps.total,
         "torch_threads": torch.get_num_threads(),
     }
     summary["look_at"] = {
-        "pairs": str(report.sheet),
+        "pairs": summary["pairs"]["contact_sheet"],
         **{f"{title} sweep": paths[0] for title, paths in grids.items()},
         "plot": str(plot),
         "summary": str(out / "summary.json"),
     }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _grids(sweep_dir: Path) -> list[str]:
+    """The grid files of a sweep, as its summary.json lists them."""
+    return json.loads((sweep_dir / "summary.json").read_text(encoding="utf-8"))["grids"]

@@ -54,6 +54,7 @@ class TransferPlan:
     direction_index: int = 0
     mining: MiningConfig = field(default_factory=lambda: MiningConfig(pairs=64))
     stats_samples: int = 10_000
+    stats_cache: Path | None = None  # where the style statistics are cached (None: the user's cache)
     slider: VisualSliderConfig = field(default_factory=VisualSliderConfig)
     prompts: tuple[str, ...] = DEFAULT_PROMPTS
     sweep_scales: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
@@ -122,7 +123,7 @@ def mine_stage(plan: TransferPlan) -> MiningReport:
     configure_threads(plan.threads, next(G.parameters()).device, is_small_generator(G))
 
     def stats():
-        return style_stats(G, num_samples=plan.stats_samples, psi=1.0)
+        return style_stats(G, num_samples=plan.stats_samples, psi=1.0, cache_dir=plan.stats_cache)
 
     if plan.direction is not None:
         edit, source = direction_source(G, plan.direction, plan.direction_index, stats)

@@ -39,29 +39,25 @@ def test_shipped_models_load_through_public_loaders(assets):
 
 
 def test_gan_slider_moves_probe_eye_size(assets, tmp_path):
-    from pair_datasets import Corpus
-    from sliders.config import TrainSettings
+    """The demo's eye-size plan through the `transfer` recipe's mine and train stages, shortened."""
+    from dataclasses import replace
+
     from sliders.slider_file import load_slider
-    from sliders.visual_slider import VisualSliderConfig, train_visual_slider
-    from stylegan_bridge.mining import MiningConfig, channel_source, gan_source, load_gan, mine
-    from stylegan_bridge.style_space import style_stats
+    from toyworld.demo import DemoSettings, eye_size_plan
     from toyworld.probe import load_probe
     from toyworld.slider_eval import SweepSpec, measure_sweep, render_sweep
     from toyworld.toy_gan import EYE_CHANNEL, EYE_LAYER
     from transfer.apply import remove_adapters
+    from transfer.recipe import mine_stage, train_stage
     from transfer.sdxl import load_sdxl
 
-    G, gan_path = load_gan(assets.gan, device="cpu")
-    stats = style_stats(G, num_samples=2000, cache_dir=tmp_path / "cache")
-    edit, provenance = channel_source(G, EYE_LAYER, EYE_CHANNEL, stats)
-    config = MiningConfig(pairs=8, delta=1.0, levels=(1.0, 2.0), resolution=64, batch=8, symmetric=True)
-    report = mine(G, edit, tmp_path / "pairs", config, gan_source(G, gan_path, provenance), progress=False)
-    assert report.written == 16
+    settings = replace(DemoSettings(), stats_samples=2000, pairs=8, visual_steps=40, visual_lr=2e-3)
+    channel = {"layer": f"L{EYE_LAYER}", "channel": EYE_CHANNEL}
+    plan = eye_size_plan(tmp_path / "eye", assets, channel, settings, tmp_path / "cache")
+    assert mine_stage(plan).written == 16  # 8 seeds x levels 1 and 2
 
     pipe = load_sdxl(str(assets.sdxl), device="cpu")
-    settings = VisualSliderConfig(resolution=64, batch_size=8, train=TrainSettings(steps=40, lr=2e-3, seed=0))
-    path = train_visual_slider(pipe, Corpus.open(report.root), settings, tmp_path / "eye.safetensors",
-                               base_model="toy", show_progress=False)  # fmt: skip
+    path = train_stage(plan, pipe)
     remove_adapters(pipe.unet)
     factors = load_slider(path, unet=pipe.unet).factors
     spec = SweepSpec(prompts=("a face with red hair", "a wide face"), seeds=(0, 1, 2, 3), scales=(-2.0, 2.0),
