@@ -1,7 +1,8 @@
 """Library quality on the toy world: discover + library build, then every library slider scored by the probe.
 
-1. `concept-transfer discover --gan toy --top K` and `concept-transfer library build --gan toy --model toy`
-   (the commands a user runs; the probe plays no part in either);
+1. `concept-transfer discover --gan toy --top K --out lib/candidates` and `concept-transfer library build
+   --gan toy --model toy --top K --out lib` (the commands a user runs; the probe plays no part in either;
+   the build takes the best K of the candidates it finds there, so a kept `--work` resumes);
 2. the toy GAN itself, measured with the probe along its style channels and w directions: which world
    attributes it can vary at all (`gan_varies`; `toyworld.gan_attributes`);
 3. every finished library slider rendered on held-out prompts x seeds (100+) at user scales -2..2 (its
@@ -66,21 +67,30 @@ def run_cli(args: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def build_library(work: Path, args: argparse.Namespace) -> tuple[dict, float, float]:
-    """Discover and build; (index, discover seconds, build seconds)."""
-    cand, lib = work / "cand", work / "lib"
+def build_library(work: Path, args: argparse.Namespace) -> tuple[dict, float | None, float]:
+    """Discover into lib/candidates, then build the best --top of them (a kept --work that already holds
+    as many candidates is not discovered again: discover seconds None); (index, discover s, build s)."""
+    lib = work / "lib"
+    cand = lib / "candidates"
     prompts = work / "library-prompts.txt"
     prompts.write_text("\n".join(LIBRARY_PROMPTS) + "\n")
-    discover_s = run_cli(["discover", "--gan", "toy", "--top", args.top, "--seed", args.seed, "--out", cand,
-                          "--force"])  # fmt: skip
+    discover_s = None
+    if not holds_candidates(cand / "candidates.json", args.top):
+        discover_s = run_cli(["discover", "--gan", "toy", "--top", args.top, "--seed", args.seed, "--out", cand,
+                              "--force"])  # fmt: skip
     build_s = run_cli([
-        "library", "build", "--gan", "toy", "--model", "toy", "--candidates", cand / "candidates.json",
+        "library", "build", "--gan", "toy", "--model", "toy", "--top", args.top,
         "--out", lib, "--pairs", args.pairs, "--steps", args.steps, "--resolution", 64, "--prompts", prompts,
         "--sample-steps", args.sample_steps, "--guidance", args.guidance, "--size", 64, "--seed", args.seed,
         "--device", "cpu", "--calibration-seeds", ",".join(map(str, range(args.calibration_seeds))),
         "--seeds", ",".join(map(str, range(args.preview_seeds))),
     ])  # fmt: skip
     return json.loads((lib / "index.json").read_text()), discover_s, build_s
+
+
+def holds_candidates(path: Path, top: int) -> bool:
+    """Whether discover's candidates.json at `path` ranks at least `top` candidates."""
+    return path.exists() and len(json.loads(path.read_text())["candidates"]) >= top
 
 
 @torch.no_grad()
@@ -174,7 +184,8 @@ def recovered_by(scores: dict[str, dict], attribute: str) -> dict:
 
     best = min(scores, key=key)
     m = dict(scores[best]["attributes"][attribute])
-    return {"slider": best, **m, "recovered": m.pop("recovers")}
+    recovered = m.pop("recovers")
+    return {"slider": best, **m, "recovered": recovered}
 
 
 def compact(score: dict) -> dict:
@@ -223,7 +234,7 @@ def time_training(work: Path, index: dict, size: int, steps: int) -> dict:
     settings = LibrarySettings(**{**index["settings"], "steps": steps, "gan": "toy", "model": "toy",
                                   "device": "cpu", **_aliases()})  # fmt: skip
     done = [s for s in index["sliders"] if s["status"] == "done"][:size]
-    candidates = {c.name: c for c in load_candidates(work / "cand" / "candidates.json").entries}
+    candidates = {c.name: c for c in load_candidates(work / "lib" / "candidates" / "candidates.json").entries}
     holder = PipelineHolder(settings, "cpu")
     holder.get()
     runs: dict[str, list[float]] = {"one_at_a_time": [], "together": []}
@@ -242,6 +253,12 @@ def time_training(work: Path, index: dict, size: int, steps: int) -> dict:
     return {**{way: round(float(np.mean(t)), 1) for way, t in runs.items()},
             "runs": {way: [round(t, 1) for t in times] for way, times in runs.items()},
             "sliders": len(done), "steps": steps, "load": round(os.getloadavg()[0], 2)}  # fmt: skip
+
+
+def mean_or_none(values: list[float | None]) -> float | None:
+    """The mean of the values that are there (None if none is)."""
+    there = [v for v in values if v is not None]
+    return round(float(np.mean(there)), 1) if there else None
 
 
 def _aliases() -> dict:
@@ -306,9 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         "steps": args.steps, "eval_seeds": args.seeds, "sample_steps": args.sample_steps,
         "calibration_seeds": args.calibration_seeds, "built": len(done),
         "failed": [f"{s['id']}: {s['reason']}" for s in index["sliders"] if s["status"] == "failed"],
-        "discover_s": round(discover_s, 1),
-        "timing": {**timing, "build_train_mean_s": round(float(np.mean([s["seconds"]["train"] for s in done])), 1)
-                   if done else None},
+        "discover_s": None if discover_s is None else round(discover_s, 1),
+        "timing": {**timing, "build_train_mean_s": mean_or_none([s["seconds"].get("train") for s in done])},
+        "stage_s": {s["id"]: s["seconds"] for s in done},  # this run's (a resumed build skips finished stages)
         "sliders": {name: compact(score) for name, score in scores.items()}, "goals": GOALS,
         "seconds": round(time.perf_counter() - started, 1), "torch_threads": torch.get_num_threads(),
         "load_at_start": round(load, 2), "load_at_end": round(os.getloadavg()[0], 2),
