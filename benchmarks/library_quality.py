@@ -77,13 +77,14 @@ def build_library(work: Path, args: argparse.Namespace) -> tuple[dict, float | N
     discover_s = None
     if not holds_candidates(cand / "candidates.json", args.top):
         discover_s = run_cli(["discover", "--gan", "toy", "--top", args.top, "--seed", args.seed, "--out", cand,
-                              "--force"])  # fmt: skip
+                              "--force", *(["--threads", args.threads] if args.threads else [])])  # fmt: skip
     build_s = run_cli([
         "library", "build", "--gan", "toy", "--model", "toy", "--top", args.top,
         "--out", lib, "--pairs", args.pairs, "--steps", args.steps, "--resolution", 64, "--prompts", prompts,
         "--sample-steps", args.sample_steps, "--guidance", args.guidance, "--size", 64, "--seed", args.seed,
         "--device", "cpu", "--calibration-seeds", ",".join(map(str, range(args.calibration_seeds))),
         "--seeds", ",".join(map(str, range(args.preview_seeds))),
+        *(["--threads", args.threads] if args.threads else []),
     ])  # fmt: skip
     return json.loads((lib / "index.json").read_text()), discover_s, build_s
 
@@ -286,7 +287,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sample-steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads, also of the commands (default: their rule, 1 for the toy world)",
+    )
     parser.add_argument("--work", type=Path, help="keep everything here (default: a temp folder)")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)

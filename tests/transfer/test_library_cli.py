@@ -91,6 +91,20 @@ def test_command_line_defaults_are_the_library_settings_defaults(world, tiny_sdx
     assert settings_from_args(args) == expected
 
 
+def test_threads_reach_every_slider_but_do_not_decide_them(world, tmp_path):
+    from transfer.cli import build_parser
+    from transfer.commands.library import settings_from_args
+
+    argv = ["library", "build", "--gan", str(world[0]), "--model", "m", "--out", str(tmp_path)]
+    default = settings_from_args(build_parser().parse_args(argv))
+    two = settings_from_args(build_parser().parse_args([*argv, "--threads", "2"]))
+    from stylegan_bridge.candidates import CandidateEntry
+
+    candidate = CandidateEntry(1, "L0.c3", "channel", 2.0, {}, layer="L0", layer_index=0, channel=3)
+    assert two.threads == 2 and two.plan(candidate, tmp_path).threads == 2
+    assert two.key() == default.key()  # a build may be resumed with other threads
+
+
 def test_candidates_of_another_generator_are_refused(world, tiny_sdxl_path, tmp_path, capsys):
     gan, _, _ = world
     other = make_gan(tmp_path / "other.safetensors", seed=1)

@@ -38,6 +38,7 @@ def _register_build(actions: argparse._SubParsersAction) -> None:
     from dataclasses import fields
 
     from transfer.commands.arguments import allow_negative_values
+    from transfer.commands.threads import add_threads_option
     from transfer.library.plan import LibrarySettings
 
     default = argparse.Namespace(**{f.name: f.default for f in fields(LibrarySettings)})
@@ -88,6 +89,7 @@ def _register_build(actions: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device", help="cuda, mps or cpu (default: the best available; cuda:<local rank> sharded)"
     )
+    add_threads_option(p)
     allow_negative_values(p)  # `--calibration-scales -2,2`
     p.set_defaults(func=run_build)
 
@@ -113,7 +115,7 @@ def settings_from_args(args: argparse.Namespace):
         prompts=read_prompts(args.prompts) if args.prompts else None, preview_seeds=seeds,
         sample_steps=args.sample_steps, guidance=args.guidance, size=args.size, calibration_seeds=calibration_seeds,
         calibration_scales=scales,
-        device=args.device, gan_aliases=gan_aliases(), model_aliases=model_aliases(),
+        device=args.device, threads=args.threads, gan_aliases=gan_aliases(), model_aliases=model_aliases(),
     )  # fmt: skip
 
 
@@ -162,6 +164,7 @@ def discover_candidates(args: argparse.Namespace, root: Path, sha256: str, shard
         command = ["discover", "--gan", args.gan, "--top", str(args.top or DEFAULT_TOP), "--seed", str(args.seed),
                    "--out", str(path.parent), "--force", "--quiet", "--stats-samples", str(args.stats_samples),
                    *(["--device", args.device] if args.device else []),
+                   *(["--threads", str(args.threads)] if args.threads else []),
                    *(["--components", str(args.components)] if args.components is not None else [])]  # fmt: skip
         options = parser.parse_args(command)
         options.func(options)

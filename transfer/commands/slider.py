@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from sliders.defaults import DEFAULT_RAW_SCALES, DEFAULT_UNIT_EFFECT
 from transfer.commands.aliases import DEFAULT_MODEL
 from transfer.commands.arguments import allow_negative_values
+from transfer.commands.threads import add_threads_option
 
 if TYPE_CHECKING:  # torch and peft load only when a command runs, not to build the parser
     from sliders.slider_file import SliderFile
@@ -124,6 +125,7 @@ def register_calibrate(actions: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None)
     allow_negative_values(parser)  # `--scales -8,-4,4,8` is a value
+    add_threads_option(parser)
     parser.set_defaults(func=run_calibrate)
 
 
@@ -156,6 +158,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     """Load the model, measure and fit the slider, write the calibration, print it."""
     from transfer.calibrate import calibrate_slider
     from transfer.commands.aliases import model_aliases
+    from transfer.cpu_threads import configure_threads, is_small_unet
     from transfer.sdxl import load_sdxl
 
     settings = calibration_settings_from_args(args)
@@ -165,6 +168,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: a slider file must end in .safetensors")
     print(f"loading {args.model} ...", flush=True)
     pipe = load_sdxl(args.model, device=args.device, dtype=args.dtype, aliases=model_aliases())
+    configure_threads(args.threads, pipe.unet.device, is_small_unet(pipe.unet))
     pipe.set_progress_bar_config(disable=True)
     calibrate_slider(pipe, args.file, settings, out=args.out, model=args.model)
     print(f"calibration written to {args.out or args.file}")

@@ -135,11 +135,13 @@ class PipelineHolder:
     def get(self):
         """The pipeline (loads it the first time)."""
         if self._pipe is None:
+            from transfer.cpu_threads import configure_threads, is_small_unet
             from transfer.sdxl import load_sdxl
 
             self._pipe = load_sdxl(
                 self.settings.model, device=self.device, aliases=self.settings.model_aliases
             )
+            configure_threads(self.settings.threads, self._pipe.unet.device, is_small_unet(self._pipe.unet))
             self.home = self._pipe.unet.device
         return self._pipe
 

@@ -84,6 +84,7 @@ class LibrarySettings:
     calibration_seeds: tuple[int, ...] = (0, 1, 2, 3)  # as `slider calibrate`: effects vary 20-30% by seed
     calibration_scales: tuple[float, ...] | None = None  # raw weights measured (None: calibrate's default)
     device: str | None = None
+    threads: int | None = None  # CPU threads (None: `transfer.cpu_threads`' choice for each model)
     gan_aliases: dict[str, Path] = field(default_factory=dict)
     model_aliases: dict[str, Path] = field(default_factory=dict)
 
@@ -146,11 +147,12 @@ class LibrarySettings:
             gate=GateSpec(),
             size=self.size,
             device=self.device,
+            threads=self.threads,
             gan_aliases=self.gan_aliases,
             model_aliases=self.model_aliases,
         )
 
     def key(self) -> dict[str, Any]:
         """The settings that decide the sliders (JSON-ready): a library is extended only with the same."""
-        skip = ("gan", "model", "device", "gan_aliases", "model_aliases", "checkpoint_every")
+        skip = ("gan", "model", "device", "threads", "gan_aliases", "model_aliases", "checkpoint_every")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k not in skip}
