@@ -90,11 +90,11 @@ def test_missing_gan_and_unwritable_out_are_one_line_errors(gan_file, tmp_path, 
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     assert main(_args(gan_file, a_file)) == 2
-    assert "--out " + str(a_file) + ": exists and is not a folder" in capsys.readouterr().err
+    assert "--out " + str(a_file) + ": is a file, not a folder" in capsys.readouterr().err
     assert main(_args(gan_file, a_file / "below")) == 2
-    assert "cannot create the folder" in capsys.readouterr().err
+    assert f"--out {a_file / 'below'}: {a_file} is a file, not a folder" in capsys.readouterr().err
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         assert main(_args(gan_file, locked)) == 2
-        assert "the folder is not writable" in capsys.readouterr().err
+        assert f"--out {locked}: cannot create files in {locked}" in capsys.readouterr().err

@@ -43,7 +43,7 @@ def _error(capsys) -> str:
         ({"--gan": "missing.pkl"}, "missing.pkl: generator file not found"),
         ({"--top": "0"}, "--top must be >= 1, got 0"),
         ({"--together": "0"}, "--together must be >= 1, got 0"),
-        ({"--out": "{tmp}/gan.safetensors/lib"}, "gan.safetensors/lib: not a folder"),
+        ({"--out": "{tmp}/gan.safetensors/lib"}, "gan.safetensors is a file, not a folder"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(world, tiny_sdxl_path, tmp_path, capsys, change, message):
@@ -71,9 +71,9 @@ def test_unwritable_out_folder(world, tiny_sdxl_path, tmp_path, capsys, monkeypa
         def refused(*args, **kwargs):
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(tempfile, "NamedTemporaryFile", refused)
+        monkeypatch.setattr(tempfile, "TemporaryDirectory", refused)
     assert main(build_args(gan, tiny_sdxl_path, locked, candidates)) == 2
-    assert f"--out {locked}: cannot write there (Permission denied)" in _error(capsys)
+    assert f"--out {locked}: cannot create files in {locked} (Permission denied)" in _error(capsys)
     assert not (locked / "build.json").exists()
 
 

@@ -15,7 +15,6 @@ timed; --layers 3-9 (where StyleSpace finds localised channels) or a few layers 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -43,17 +42,12 @@ def parse_layers(text: str | None) -> tuple[str, ...] | None:
 def check_out_folder(out: Path, force: bool) -> None:
     """Refuse an --out that is a file, cannot be made or written, or already holds candidates (without --force)."""
     from stylegan_bridge.candidates import CANDIDATES_FILE
+    from transfer.commands.outputs import check_output_folder
 
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out}: exists and is not a folder")
     if (out / CANDIDATES_FILE).exists() and not force:
         raise FileExistsError(f"--out {out}: already holds {CANDIDATES_FILE}; pass --force to replace it")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise PermissionError(f"--out {out}: cannot create the folder ({error.strerror})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise PermissionError(f"--out {out}: the folder is not writable")
+    check_output_folder(out, "--out")
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

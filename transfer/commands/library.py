@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -120,18 +119,12 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def prepare_out(root: Path) -> Path:
-    """Create the library folder and make sure files can be written there (errors name --out)."""
+    """Create the library folder once it is known that files can be written there (errors name --out)."""
+    from transfer.commands.outputs import check_output_folder
+
     root = Path(root)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
-            pass
-    except (FileExistsError, NotADirectoryError) as error:
-        raise NotADirectoryError(f"--out {root}: not a folder ({error.strerror or error})") from None
-    except PermissionError as error:
-        raise PermissionError(f"--out {root}: cannot write there ({error.strerror or error})") from None
-    except OSError as error:
-        raise ValueError(f"--out {root}: cannot write there ({error.strerror or error})") from None
+    check_output_folder(root, "--out")
+    root.mkdir(parents=True, exist_ok=True)
     return root
 
 
